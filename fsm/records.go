@@ -1,0 +1,218 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/weir-streaming/weir/record"
+	bolt "go.etcd.io/bbolt"
+)
+
+// A stored batch is one bbolt value keyed by its base offset (u64 big
+// endian), so a partition holds one key per produce, not per record:
+//
+//	[1B format][8B timestamp, Unix ms][4B count][record frames]
+const (
+	batchFormatV1     = 1
+	batchHeaderBytes  = 1 + 8 + 4
+	maxProducers      = 10000 // idempotent producers remembered; the oldest is forgotten first
+	producerIndexSize = 8
+)
+
+var (
+	bucketProducerAge = []byte("producer_age") // last index (u64 BE) -> producer id
+	keyProducerCount  = []byte("producers")
+)
+
+type producerState struct {
+	Seq   uint64
+	Bases []uint64
+	Index uint64
+}
+
+func applyProduce(tx *bolt.Tx, index uint64, body []byte) interface{} {
+	var cmd ProduceCommand
+	mustDecode(body, &cmd)
+	if err := dataPlaneCheck(tx); err != nil {
+		return err
+	}
+	tm, ok := readTopic(tx, cmd.Topic)
+	if !ok {
+		return reject(ErrUnknownTopic, fmt.Sprintf(`create it with "weir topic create %s"`, cmd.Topic), "topic %q does not exist", cmd.Topic)
+	}
+	for _, b := range cmd.Batches {
+		if b.Partition < 0 || b.Partition >= tm.Partitions {
+			return reject(ErrUnknownPartition, fmt.Sprintf("topic %q has partitions 0 to %d", cmd.Topic, tm.Partitions-1),
+				"partition %d of topic %q does not exist", b.Partition, cmd.Topic)
+		}
+		if b.Count <= 0 {
+			panic(fmt.Sprintf("fsm: produce batch with %d records at index %d", b.Count, index))
+		}
+	}
+	var prev producerState
+	if cmd.ProducerID != "" {
+		prev, ok = readProducer(tx, cmd.ProducerID)
+		if ok && cmd.Seq == prev.Seq {
+			return ProduceResult{Bases: prev.Bases, Duplicate: true}
+		}
+		if ok && cmd.Seq < prev.Seq {
+			return reject(ErrStaleSequence, "a producer sends its requests one at a time; start a new producer id",
+				"producer %q sent sequence %d after %d", cmd.ProducerID, cmd.Seq, prev.Seq)
+		}
+	}
+	res := ProduceResult{Bases: make([]uint64, len(cmd.Batches))}
+	for i, b := range cmd.Batches {
+		pb := partitionBucket(tx, cmd.Topic, b.Partition)
+		_, end := extent(pb)
+		val := make([]byte, batchHeaderBytes+len(b.Data))
+		val[0] = batchFormatV1
+		binary.BigEndian.PutUint64(val[1:], uint64(cmd.At))
+		binary.BigEndian.PutUint32(val[9:], uint32(b.Count))
+		copy(val[batchHeaderBytes:], b.Data)
+		must(pb.Put(offsetKey(end), val))
+		res.Bases[i] = end
+	}
+	if cmd.ProducerID != "" {
+		writeProducer(tx, cmd.ProducerID, producerState{Seq: cmd.Seq, Bases: res.Bases, Index: index}, prev)
+	}
+	return res
+}
+
+func offsetKey(o uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], o)
+	return b[:]
+}
+
+// extent is the partition's [log start, high watermark).
+func extent(b *bolt.Bucket) (start, end uint64) {
+	if b == nil {
+		return 0, 0
+	}
+	c := b.Cursor()
+	k, _ := c.First()
+	if k == nil {
+		return 0, 0
+	}
+	start = binary.BigEndian.Uint64(k)
+	k, v := c.Last()
+	return start, binary.BigEndian.Uint64(k) + uint64(batchCount(v))
+}
+
+func batchCount(v []byte) uint32 {
+	if len(v) < batchHeaderBytes {
+		panic("fsm: corrupt stored batch")
+	}
+	return binary.BigEndian.Uint32(v[9:])
+}
+
+func readProducer(tx *bolt.Tx, id string) (producerState, bool) {
+	v := tx.Bucket(bucketProducers).Get([]byte(id))
+	if v == nil {
+		return producerState{}, false
+	}
+	var ps producerState
+	if err := decode(v, &ps); err != nil {
+		panic("fsm: corrupt producer state: " + err.Error())
+	}
+	return ps, true
+}
+
+// writeProducer stores a producer's last sequence and forgets the least
+// recently written producer beyond maxProducers. Everything it reads is in
+// the store, so every node forgets the same producers.
+func writeProducer(tx *bolt.Tx, id string, ps producerState, prev producerState) {
+	buf, err := Encode(0, ps)
+	must(err)
+	pb := tx.Bucket(bucketProducers)
+	age, err := tx.Bucket(bucketMeta).CreateBucketIfNotExists(bucketProducerAge)
+	must(err)
+	meta := tx.Bucket(bucketMeta)
+	count := uint64(0)
+	if v := meta.Get(keyProducerCount); len(v) == 8 {
+		count = binary.BigEndian.Uint64(v)
+	}
+	if prev.Index != 0 {
+		must(age.Delete(offsetKey(prev.Index)))
+	} else {
+		count++
+	}
+	must(pb.Put([]byte(id), buf[1:]))
+	must(age.Put(offsetKey(ps.Index), []byte(id)))
+	for count > maxProducers {
+		k, v := age.Cursor().First()
+		must(pb.Delete(v))
+		must(age.Delete(k))
+		count--
+	}
+	must(meta.Put(keyProducerCount, offsetKey(count)))
+}
+
+// ReadLimits bound one Read.
+type ReadLimits struct {
+	MaxRecords int
+	MaxBytes   int // key+value bytes; at least one record is always returned
+}
+
+// Read calls fn for each record of a partition from offset on, in order,
+// until the limits or the end. The key and value passed to fn are valid only
+// during the call. It returns the partition's extent and the offset to read
+// next.
+func (f *FSM) Read(topic string, partition int, offset uint64, lim ReadLimits,
+	fn func(offset uint64, timestamp int64, key, value []byte)) (PartitionInfo, uint64, error) {
+	var pi PartitionInfo
+	next := offset
+	err := f.view(func(tx *bolt.Tx) error {
+		tm, ok := readTopic(tx, topic)
+		if !ok {
+			return reject(ErrUnknownTopic, `list topics with "weir topic list"`, "topic %q does not exist", topic)
+		}
+		if partition < 0 || partition >= tm.Partitions {
+			return reject(ErrUnknownPartition, fmt.Sprintf("topic %q has partitions 0 to %d", topic, tm.Partitions-1),
+				"partition %d of topic %q does not exist", partition, topic)
+		}
+		pb := partitionBucket(tx, topic, partition)
+		start, end := extent(pb)
+		pi = PartitionInfo{Partition: partition, LogStart: start, HighWatermark: end}
+		if offset < start || offset > end {
+			return reject(ErrOffsetOutOfRange, fmt.Sprintf("read from an offset between %d and %d", start, end),
+				"offset %d is outside partition %d of %q, which holds [%d, %d)", offset, partition, topic, start, end)
+		}
+		if offset == end {
+			return nil
+		}
+		c := pb.Cursor()
+		k, v := c.Seek(offsetKey(offset))
+		if k == nil || binary.BigEndian.Uint64(k) > offset {
+			k, v = c.Prev()
+		}
+		records, bytes := 0, 0
+		for ; k != nil; k, v = c.Next() {
+			base := binary.BigEndian.Uint64(k)
+			ts := int64(binary.BigEndian.Uint64(v[1:]))
+			r := record.NewReader(v[batchHeaderBytes:])
+			for o := base; ; o++ {
+				rec, ok := r.Next()
+				if !ok {
+					break
+				}
+				if o < offset {
+					continue
+				}
+				size := len(rec.Key) + len(rec.Value)
+				if records > 0 && (records >= lim.MaxRecords || bytes+size > lim.MaxBytes) {
+					return nil
+				}
+				fn(o, ts, rec.Key, rec.Value)
+				records++
+				bytes += size
+				next = o + 1
+			}
+			if err := r.Err(); err != nil {
+				return fmt.Errorf("partition %d of %q at base %d: %w", partition, topic, base, err)
+			}
+		}
+		return nil
+	})
+	return pi, next, err
+}

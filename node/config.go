@@ -1,0 +1,137 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/weir-streaming/weir/transport"
+)
+
+// Defaults for the addresses a node binds and for Raft's timings. The Raft
+// timings trade failover speed for tolerance of slow disks and GC pauses:
+// with these a dead leader is replaced in about one to two seconds.
+const (
+	DefaultAPIPort     = 7070
+	DefaultClusterPort = 7071
+	DefaultGossipPort  = 7072
+
+	DefaultHeartbeatTimeout   = 1000 * time.Millisecond
+	DefaultElectionTimeout    = 1000 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 500 * time.Millisecond
+	DefaultCommitTimeout      = 50 * time.Millisecond
+)
+
+// ErrConfig marks a configuration the node refuses to start with.
+var ErrConfig = errors.New("invalid node configuration")
+
+// Config is everything a node needs to start. Zero values take defaults.
+type Config struct {
+	// ID names the node in Raft and gossip; unique per cluster.
+	ID string
+	// DataDir holds the Raft log, snapshots and the state store.
+	DataDir string
+
+	// APIAddr, ClusterAddr and GossipAddr are host:port to bind; a port of
+	// 0 picks a free one (tests).
+	APIAddr     string
+	ClusterAddr string
+	GossipAddr  string
+	// Advertise is the host other nodes and clients use to reach this node;
+	// required when binding 0.0.0.0 or ::. Empty: the bound host.
+	Advertise string
+
+	// Join lists gossip addresses of nodes to join.
+	Join []string
+	// BootstrapExpect is how many nodes form a new cluster. Once that many
+	// are seen by gossip and none has Raft state, the lowest id bootstraps.
+	// 0 or 1 with no Join: bootstrap a single-node cluster.
+	BootstrapExpect int
+
+	// Raft timings; zero takes the defaults above. Tests use 50 ms.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// SnapshotThreshold is how many log entries since the last snapshot
+	// trigger a new one; TrailingLogs how many stay behind it.
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	SnapshotInterval  time.Duration
+
+	// GossipInterval scales memberlist's timers down for tests; 0 keeps the
+	// LAN defaults.
+	GossipInterval time.Duration
+
+	// Faults, when set, routes this node's cluster traffic through a
+	// fault-injecting network (in-process tests only).
+	Faults *transport.Faults
+
+	// Logger receives the node's logs; nil means stderr at info.
+	Logger hclog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = DefaultElectionTimeout
+	}
+	if c.LeaderLeaseTimeout == 0 {
+		c.LeaderLeaseTimeout = DefaultLeaderLeaseTimeout
+	}
+	if c.CommitTimeout == 0 {
+		c.CommitTimeout = DefaultCommitTimeout
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.New(&hclog.LoggerOptions{Name: "weir", Level: hclog.Info})
+	}
+}
+
+// Validate checks the configuration without side effects other than
+// creating the data directory and proving it writable.
+func (c *Config) Validate() error {
+	if c.ID == "" {
+		return fmt.Errorf("%w: --id is required", ErrConfig)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: --data-dir is required", ErrConfig)
+	}
+	for _, a := range []struct{ flag, addr string }{
+		{"--api-addr", c.APIAddr}, {"--cluster-addr", c.ClusterAddr}, {"--gossip-addr", c.GossipAddr},
+	} {
+		host, _, err := net.SplitHostPort(a.addr)
+		if err != nil {
+			return fmt.Errorf("%w: %s %q is not host:port: %v", ErrConfig, a.flag, a.addr, err)
+		}
+		if ip := net.ParseIP(host); (host == "" || (ip != nil && ip.IsUnspecified())) && c.Advertise == "" {
+			return fmt.Errorf("%w: %s %q binds every interface; set --advertise to the address other nodes can reach", ErrConfig, a.flag, a.addr)
+		}
+	}
+	if c.Advertise != "" && net.ParseIP(c.Advertise) == nil {
+		return fmt.Errorf("%w: --advertise %q must be an IP address", ErrConfig, c.Advertise)
+	}
+	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return fmt.Errorf("%w: --data-dir %q: %v", ErrConfig, c.DataDir, err)
+	}
+	probe := filepath.Join(c.DataDir, ".write-test")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		return fmt.Errorf("%w: --data-dir %q is not writable: %v", ErrConfig, c.DataDir, err)
+	}
+	_ = os.Remove(probe)
+	return nil
+}

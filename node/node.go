@@ -1,0 +1,411 @@
+// Package node is the Weir daemon: it wires the state machine (fsm), Raft,
+// the cluster transport, gossip and the HTTP API together, runs the leader's
+// duties, and serves the API.
+//
+// Start order is transport → Raft → gossip → API; Close runs it in reverse
+// (API → gossip leave → Raft → transport → state store).
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/weir-streaming/weir/fsm"
+	"github.com/weir-streaming/weir/transport"
+	"github.com/weir-streaming/weir/version"
+)
+
+// File names in the data directory, and timeouts of the node's own work.
+const (
+	stateFile   = "state.db"
+	raftFile    = "raft.db"
+	snapshotDir = "snapshots"
+
+	snapshotsRetained   = 2
+	logCacheEntries     = 512
+	raftMaxPool         = 3
+	raftIOTimeout       = 10 * time.Second
+	gossipLeaveTimeout  = 2 * time.Second
+	httpShutdownTimeout = 5 * time.Second
+	applyTimeout        = 10 * time.Second
+	tickInterval        = 250 * time.Millisecond
+	metaUpdateTimeout   = time.Second
+)
+
+// Node is one running Weir node.
+type Node struct {
+	cfg    Config
+	logger hclog.Logger
+
+	fsm       *fsm.FSM
+	mux       *transport.Mux
+	rpc       *transport.Client
+	raft      *raft.Raft
+	raftTrans *raft.NetworkTransport
+	logStore  *raftboltdb.BoltStore
+	snaps     *raft.FileSnapshotStore
+	ml        *memberlist.Memberlist
+	gossip    *gossip
+
+	httpSrv *http.Server
+	httpLn  net.Listener
+	apiAddr string // advertised
+
+	kickCh      chan struct{} // wakes run
+	reconcileCh chan struct{} // wakes the leader loop
+	shutdownCh chan struct{}
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+	closeErr   error
+
+	mu     sync.Mutex
+	joined bool
+}
+
+// New validates cfg, opens the node's storage and starts every part. It
+// returns once the node is listening; the cluster may still be forming.
+func New(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:        cfg,
+		logger:     cfg.Logger.With("node", cfg.ID),
+		kickCh:      make(chan struct{}, 1),
+		reconcileCh: make(chan struct{}, 1),
+		shutdownCh: make(chan struct{}),
+	}
+	if err := n.start(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) start() error {
+	var err error
+	n.fsm, err = fsm.Open(filepath.Join(n.cfg.DataDir, stateFile), n.logger.Named("fsm"))
+	if err != nil {
+		return err
+	}
+	n.mux, err = transport.Listen(transport.Config{
+		BindAddr: n.cfg.ClusterAddr, Advertise: n.cfg.Advertise, Logger: n.logger.Named("transport"), Faults: n.cfg.Faults,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster address %s: %w", n.cfg.ClusterAddr, err)
+	}
+	n.rpc = transport.NewClient(n.mux.Addr().String(), n.cfg.Faults, nil, n.logger.Named("rpc"))
+	n.mux.ServeRPC(n.handleRPC)
+	if err := n.startRaft(); err != nil {
+		return err
+	}
+	if err := n.startHTTP(); err != nil {
+		return err
+	}
+	if err := n.startGossip(); err != nil {
+		return err
+	}
+	n.wg.Add(2)
+	go n.monitorLeadership()
+	go n.run()
+	n.logger.Info("node started", "version", version.Version, "api", n.apiAddr, "cluster", n.mux.Addr().String(),
+		"gossip", n.GossipAddr(), "cluster_id", n.clusterID())
+	return nil
+}
+
+func (n *Node) startRaft() error {
+	var err error
+	n.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.cfg.DataDir, raftFile)})
+	if err != nil {
+		return fmt.Errorf("open raft log %s: %w", filepath.Join(n.cfg.DataDir, raftFile), err)
+	}
+	logs, err := raft.NewLogCache(logCacheEntries, n.logStore)
+	if err != nil {
+		return err
+	}
+	rlog := n.logger.Named("raft")
+	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.DataDir, snapshotDir), snapshotsRetained, rlog)
+	if err != nil {
+		return fmt.Errorf("open snapshot store: %w", err)
+	}
+	if err := n.restoreIfBehind(); err != nil {
+		return err
+	}
+	n.raftTrans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: n.mux.RaftLayer(), MaxPool: raftMaxPool, Timeout: raftIOTimeout, Logger: rlog,
+	})
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.ID)
+	rc.Logger = rlog
+	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = n.cfg.CommitTimeout
+	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	rc.TrailingLogs = n.cfg.TrailingLogs
+	rc.SnapshotInterval = n.cfg.SnapshotInterval
+	// The state store holds every applied entry with its index, so a
+	// restart replays nothing it has (see fsm's package doc).
+	rc.NoSnapshotRestoreOnStart = true
+	// Concurrent produce requests share log writes and fsyncs.
+	rc.BatchApplyCh = true
+	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.logStore, n.snaps, n.raftTrans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	return nil
+}
+
+// restoreIfBehind restores the newest snapshot when the state store is older
+// than it (a lost or replaced state store): Raft replays only the entries
+// after its newest snapshot.
+func (n *Node) restoreIfBehind() error {
+	metas, err := n.snaps.List()
+	if err != nil || len(metas) == 0 {
+		return err
+	}
+	if metas[0].Index <= n.fsm.AppliedIndex() {
+		return nil
+	}
+	n.logger.Warn("state store is behind the newest snapshot; restoring it", "applied", n.fsm.AppliedIndex(), "snapshot", metas[0].Index)
+	_, rc, err := n.snaps.Open(metas[0].ID)
+	if err != nil {
+		return fmt.Errorf("open snapshot %s: %w", metas[0].ID, err)
+	}
+	return n.fsm.Restore(rc)
+}
+
+func (n *Node) startGossip() error {
+	host, portStr, _ := net.SplitHostPort(n.cfg.GossipAddr)
+	port, _ := strconv.Atoi(portStr)
+	n.gossip = &gossip{n: n}
+	if _, err := n.gossip.setMeta(n.localMeta()); err != nil {
+		return err
+	}
+	mc := memberlistConfig(&n.cfg, n.gossip, host, port)
+	if n.cfg.Advertise != "" {
+		mc.AdvertiseAddr = n.cfg.Advertise
+	}
+	var err error
+	n.ml, err = memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("gossip address %s: %w", n.cfg.GossipAddr, err)
+	}
+	if len(n.cfg.Join) > 0 {
+		if err := n.join(); errors.Is(err, ErrWrongCluster) {
+			return fmt.Errorf("refusing to join: %w", err)
+		}
+	}
+	return nil
+}
+
+// join contacts the seeds. It is retried from run until one answers; a seed
+// from another cluster is fatal.
+func (n *Node) join() error {
+	_, err := n.ml.Join(n.cfg.Join)
+	n.gossip.mu.Lock()
+	mismatch := n.gossip.mismatch
+	n.gossip.mu.Unlock()
+	if mismatch != nil {
+		return mismatch
+	}
+	if err != nil {
+		// Seeds that are not up yet: run retries.
+		n.logger.Debug("join failed; will retry", "seeds", n.cfg.Join, "error", err)
+		return err
+	}
+	n.mu.Lock()
+	n.joined = true
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *Node) startHTTP() error {
+	ln, err := net.Listen("tcp", n.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("api address %s: %w", n.cfg.APIAddr, err)
+	}
+	n.httpLn = ln
+	port := ln.Addr().(*net.TCPAddr).Port
+	host, _, _ := net.SplitHostPort(n.cfg.APIAddr)
+	if n.cfg.Advertise != "" {
+		host = n.cfg.Advertise
+	}
+	n.apiAddr = net.JoinHostPort(host, strconv.Itoa(port))
+	n.httpSrv = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Error("api server stopped", "error", err)
+		}
+	}()
+	return nil
+}
+
+// Close stops the node: API, gossip (leaving), Raft, transport, state store.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.shutdownCh)
+		var errs []error
+		if n.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+			errs = append(errs, n.httpSrv.Shutdown(ctx))
+			cancel()
+		} else if n.httpLn != nil {
+			n.httpLn.Close()
+		}
+		if n.ml != nil {
+			if err := n.ml.Leave(gossipLeaveTimeout); err != nil {
+				n.logger.Warn("gossip leave", "error", err)
+			}
+			errs = append(errs, n.ml.Shutdown())
+		}
+		n.wg.Wait()
+		if n.raft != nil {
+			errs = append(errs, n.raft.Shutdown().Error())
+		}
+		if n.rpc != nil {
+			n.rpc.Close()
+		}
+		if n.mux != nil {
+			n.mux.Close()
+		}
+		if n.logStore != nil {
+			errs = append(errs, n.logStore.Close())
+		}
+		if n.fsm != nil {
+			errs = append(errs, n.fsm.Close())
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// APIAddr is the advertised HTTP API address.
+func (n *Node) APIAddr() string { return n.apiAddr }
+
+// ClusterAddr is the advertised Raft/RPC address.
+func (n *Node) ClusterAddr() string { return n.mux.Addr().String() }
+
+// GossipAddr is the advertised gossip address.
+func (n *Node) GossipAddr() string {
+	ln := n.ml.LocalNode()
+	return net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
+}
+
+// FSM exposes the state machine to tests in this module.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// Raft exposes Raft to tests in this module.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+func (n *Node) clusterID() string {
+	cs, err := n.fsm.Cluster()
+	if err != nil {
+		return ""
+	}
+	return cs.ClusterID
+}
+
+// kick wakes the periodic work and the leader loop early (a gossip change).
+func (n *Node) kick() {
+	for _, ch := range []chan struct{}{n.kickCh, n.reconcileCh} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (n *Node) localMeta() Meta {
+	cs, _ := n.fsm.Cluster()
+	m := Meta{
+		ID:           n.cfg.ID,
+		ClusterID:    cs.ClusterID,
+		Version:      version.Version,
+		ClusterAddr:  n.mux.Addr().String(),
+		APIAddr:      n.apiAddr,
+		AppliedIndex: n.fsm.AppliedIndex(),
+		HasState:     n.hasRaftState(),
+	}
+	if n.raft != nil {
+		m.RaftState = raftStateName(n.raft.State())
+		m.Serving = n.serving(cs)
+	}
+	return m
+}
+
+func (n *Node) hasRaftState() bool {
+	if n.raft == nil {
+		return false
+	}
+	return n.raft.LastIndex() > 0
+}
+
+// serving says whether this node's data plane is open: it knows a leader,
+// belongs to an initialized cluster, and the lifecycle phase allows data.
+func (n *Node) serving(cs fsm.ClusterState) bool {
+	addr, _ := n.raft.LeaderWithID()
+	return addr != "" && cs.ClusterID != "" && cs.Phase.DataPlaneOpen()
+}
+
+// run does the node's periodic work: publish its gossip meta, retry the
+// join, and bootstrap a new cluster once enough peers are seen.
+func (n *Node) run() {
+	defer n.wg.Done()
+	t := time.NewTicker(tickInterval)
+	defer t.Stop()
+	for {
+		n.mu.Lock()
+		joined := n.joined
+		n.mu.Unlock()
+		if !joined && len(n.cfg.Join) > 0 {
+			if err := n.join(); errors.Is(err, ErrWrongCluster) {
+				n.logger.Error("refusing peers of another cluster", "error", err)
+			}
+		}
+		if changed, err := n.gossip.setMeta(n.localMeta()); err != nil {
+			n.logger.Error("gossip meta", "error", err)
+		} else if changed {
+			if err := n.ml.UpdateNode(metaUpdateTimeout); err != nil {
+				n.logger.Debug("gossip meta update", "error", err)
+			}
+		}
+		n.maybeBootstrap()
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-t.C:
+		case <-n.kickCh:
+		}
+	}
+}
+
+func raftStateName(s raft.RaftState) string {
+	switch s {
+	case raft.Leader:
+		return "leader"
+	case raft.Follower:
+		return "follower"
+	case raft.Candidate:
+		return "candidate"
+	case raft.Shutdown:
+		return "shutdown"
+	}
+	return "unknown"
+}
+

@@ -2,10 +2,17 @@ module github.com/weir-streaming/weir
 
 go 1.26
 
+// Version pins (see docs/dependencies.md): raft-boltdb/v2 v2.3.1 imports
+// github.com/hashicorp/go-metrics/compat, which go-metrics v0.7.0 removed;
+// raft v1.8.0 and memberlist v0.7.0 require go-metrics v0.7.0. So raft stays
+// at v1.7.3, memberlist at v0.6.0 and go-metrics at v0.6.1 until raft-boltdb
+// ships a release that builds with go-metrics v0.7.0.
+
 require (
 	github.com/alecthomas/kong v1.17.0
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/go-msgpack/v2 v2.1.5
+	github.com/hashicorp/go-version v1.9.0
 	github.com/hashicorp/memberlist v0.6.0
 	github.com/hashicorp/raft v1.7.3
 	github.com/hashicorp/raft-boltdb/v2 v2.3.1

@@ -111,6 +111,13 @@ type StatusResponse struct {
 	AppliedIndex  uint64       `json:"applied_index"`
 	Node          string       `json:"node"` // the node that answered
 	Nodes         []NodeStatus `json:"nodes"`
+	// Lifecycle progress: voters that acknowledged the last shutdown, voters
+	// resumed in the current roll, and where a halted roll stopped.
+	Quiesced []string `json:"quiesced,omitempty"`
+	Resumed  []string `json:"resumed,omitempty"`
+	Halted   *Halt    `json:"halted,omitempty"`
+	// Gates lists the version gates open at the active version.
+	Gates []string `json:"gates"`
 }
 
 // NodeStatus is one node as the answering node sees it: its Raft role from
@@ -123,6 +130,8 @@ type NodeStatus struct {
 	GossipState   string `json:"gossip_state"`  // alive | suspect | dead | left | unknown
 	Serving       bool   `json:"serving"`
 	AppliedIndex  uint64 `json:"applied_index"`
+	MinCompatible string `json:"min_compatible,omitempty"`
+	StorageOK     bool   `json:"storage_ok"`
 	APIAddr       string `json:"api_addr"`
 	ClusterAddr   string `json:"cluster_addr"`
 	GossipAddr    string `json:"gossip_addr"`

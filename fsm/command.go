@@ -22,7 +22,13 @@ const (
 	ProduceType     MessageType = 4
 )
 
-var msgpackHandle = &codec.MsgpackHandle{}
+// msgpackHandle encodes maps in sorted key order, so every node stores the
+// same bytes for the same state (state hashes compare equal).
+var msgpackHandle = func() *codec.MsgpackHandle {
+	h := &codec.MsgpackHandle{}
+	h.Canonical = true
+	return h
+}()
 
 // Encode writes a command: its type byte followed by the msgpack body.
 func Encode(t MessageType, msg any) ([]byte, error) {

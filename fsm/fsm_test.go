@@ -418,3 +418,5 @@ func TestStateHash_IgnoresAppliedIndexOnly(t *testing.T) {
 		t.Fatal("hash did not change with a record")
 	}
 }
+
+func nopCloser(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }

@@ -30,6 +30,7 @@ type rpcReply struct {
 	Err     *api.ErrorBody
 	Created *fsm.CreateTopicResult
 	Produce *fsm.ProduceResult
+	Life    *fsm.LifecycleResult
 }
 
 var rpcHandle = &codec.MsgpackHandle{}
@@ -123,6 +124,8 @@ func (n *Node) forward(ctx context.Context, leader string, cmd []byte) (interfac
 		return *rep.Created, nil, true
 	case rep.Produce != nil:
 		return *rep.Produce, nil, true
+	case rep.Life != nil:
+		return *rep.Life, nil, true
 	}
 	return nil, nil, true
 }
@@ -203,6 +206,8 @@ func (n *Node) handleRPC(ctx context.Context, method uint8, body []byte) ([]byte
 			rep.Created = &r
 		case fsm.ProduceResult:
 			rep.Produce = &r
+		case fsm.LifecycleResult:
+			rep.Life = &r
 		}
 	}
 	var buf bytes.Buffer

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func testConfig(t *testing.T, id string) Config {
 		LeaderLeaseTimeout: fastRaft,
 		CommitTimeout:      5 * time.Millisecond,
 		GossipInterval:     20 * time.Millisecond,
-		Logger:             hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: testWriter{t}}),
+		Logger:             hclog.New(&hclog.LoggerOptions{Name: id, Level: testLogLevel, Output: testWriter{t}}),
 	}
 }
 
@@ -436,4 +437,10 @@ func TestAPI_BadInput(t *testing.T) {
 	}
 }
 
-
+// testLogLevel is Warn; WEIR_TEST_LOG=info|debug shows more.
+var testLogLevel = func() hclog.Level {
+	if l := hclog.LevelFromString(os.Getenv("WEIR_TEST_LOG")); l != hclog.NoLevel {
+		return l
+	}
+	return hclog.Warn
+}()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/weir-streaming/weir/transport"
+	"github.com/weir-streaming/weir/version"
 )
 
 // Defaults for the addresses a node binds and for Raft's timings. The Raft
@@ -67,6 +68,17 @@ type Config struct {
 	// LAN defaults.
 	GossipInterval time.Duration
 
+	// BinaryVersion is the version this node reports and is fenced by;
+	// empty takes the binary's own (version.Version). MinCompatible likewise
+	// (version.MinCompatible). Tests set them to run mixed versions in one
+	// process.
+	BinaryVersion string
+	MinCompatible string
+
+	// ResumeStabilize is how long a node must stay healthy in a rolling
+	// resume before it counts as resumed; 0 takes DefaultResumeStabilize.
+	ResumeStabilize time.Duration
+
 	// Faults, when set, routes this node's cluster traffic through a
 	// fault-injecting network (in-process tests only).
 	Faults *transport.Faults
@@ -97,6 +109,13 @@ func (c *Config) setDefaults() {
 	if c.SnapshotInterval == 0 {
 		c.SnapshotInterval = 30 * time.Second
 	}
+	if c.BinaryVersion == "" {
+		c.BinaryVersion = version.Version
+		c.MinCompatible = version.MinCompatible
+	}
+	if c.ResumeStabilize == 0 {
+		c.ResumeStabilize = DefaultResumeStabilize
+	}
 	if c.Logger == nil {
 		c.Logger = hclog.New(&hclog.LoggerOptions{Name: "weir", Level: hclog.Info})
 	}
@@ -124,6 +143,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Advertise != "" && net.ParseIP(c.Advertise) == nil {
 		return fmt.Errorf("%w: --advertise %q must be an IP address", ErrConfig, c.Advertise)
+	}
+	if err := version.Valid(c.BinaryVersion); err != nil {
+		return fmt.Errorf("%w: binary version: %v", ErrConfig, err)
 	}
 	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
 		return fmt.Errorf("%w: --data-dir %q: %v", ErrConfig, c.DataDir, err)

@@ -7,6 +7,7 @@ import (
 	"github.com/weir-streaming/weir/api"
 	"github.com/weir-streaming/weir/fsm"
 	"github.com/weir-streaming/weir/record"
+	"github.com/weir-streaming/weir/version"
 )
 
 // Errors of the node itself.
@@ -49,6 +50,14 @@ var errorTable = []struct {
 	{ErrNoLeader, api.CodeNoLeader, http.StatusServiceUnavailable, "the cluster is electing a leader or has lost its quorum; retry, and check `weir cluster status`"},
 	{ErrNotLeader, api.CodeNotLeader, http.StatusServiceUnavailable, "leadership changed during the request; retry"},
 	{ErrTimeout, api.CodeTimeout, http.StatusGatewayTimeout, "the outcome is unknown; an idempotent producer may retry safely"},
+	{ErrNoQuorum, api.CodeNoQuorum, http.StatusServiceUnavailable, "start the stopped nodes (\"weir cluster status\" shows which) so a majority of voters is up"},
+	{version.ErrInvalid, api.CodeBadRequest, http.StatusBadRequest, ""},
+	{version.ErrBinaryTooOld, api.CodeVersionRefused, http.StatusConflict, ""},
+	{version.ErrOutsideWindow, api.CodeVersionRefused, http.StatusConflict, ""},
+	{version.ErrNotNewer, api.CodeVersionRefused, http.StatusConflict, ""},
+	{version.ErrDowngrade, api.CodeVersionRefused, http.StatusConflict, ""},
+	{version.ErrSkipsWindow, api.CodeVersionRefused, http.StatusConflict, ""},
+	{version.ErrNodeBinary, api.CodeVersionRefused, http.StatusConflict, ""},
 	{ErrShutdown, api.CodeNoLeader, http.StatusServiceUnavailable, "this node is stopping; use another node"},
 }
 
@@ -70,8 +79,11 @@ func toAPIError(err error) *APIError {
 	}
 	hint := ""
 	var fe *fsm.Error
+	var vr *version.Refusal
 	if errors.As(err, &fe) {
 		hint = fe.Hint
+	} else if errors.As(err, &vr) {
+		hint = vr.Hint
 	}
 	for _, row := range errorTable {
 		if errors.Is(err, row.kind) {

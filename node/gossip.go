@@ -31,6 +31,8 @@ type Meta struct {
 	HasState      bool // has Raft state: never bootstraps again
 	AppliedIndex  uint64
 	RaftState     string
+	MinCompatible string // the oldest active version this binary can run
+	StorageOK     bool
 }
 
 var metaHandle = &codec.MsgpackHandle{}

@@ -40,6 +40,13 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("DELETE "+api.PathTopic, n.handleDeleteTopic)
 	mux.HandleFunc("POST "+api.PathProduce, n.handleProduce)
 	mux.HandleFunc("GET "+api.PathConsume, n.handleConsume)
+	mux.HandleFunc("POST "+api.PathShutdown, n.handleShutdown)
+	mux.HandleFunc("GET "+api.PathUpgrade, n.handlePlan)
+	mux.HandleFunc("POST "+api.PathUpgrade, n.handleUpgrade)
+	mux.HandleFunc("POST "+api.PathResume, n.handleResume)
+	mux.HandleFunc("POST "+api.PathRollback, n.handleRollback)
+	mux.HandleFunc("GET "+api.PathHistory, n.handleHistory)
+	mux.HandleFunc("GET "+api.PathBackup, n.handleBackup)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no route for %s %s", ErrNotFound, r.Method, r.URL.Path))
 	})
@@ -124,13 +131,15 @@ func (n *Node) nodeStatuses() []api.NodeStatus {
 		ns.APIAddr = p.APIAddr
 		ns.ClusterAddr = p.ClusterAddr
 		ns.GossipAddr = p.Addr
+		ns.MinCompatible = p.MinCompatible
+		ns.StorageOK = p.StorageOK
 	}
 	self := get(n.cfg.ID)
 	self.RaftState = raftStateName(n.raft.State())
 	cs, _ := n.fsm.Cluster()
 	self.Serving = n.serving(cs)
 	self.AppliedIndex = n.fsm.AppliedIndex()
-	self.BinaryVersion = version.Version
+	self.BinaryVersion = n.cfg.BinaryVersion
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	res := make([]api.NodeStatus, len(out))
 	for i, ns := range out {
@@ -149,7 +158,15 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.StatusResponse{
 		ClusterID: cs.ClusterID, Phase: string(cs.Phase), ActiveVersion: cs.ActiveVersion, TargetVersion: cs.TargetVersion,
 		Leader: string(leader), AppliedIndex: n.fsm.AppliedIndex(), Node: n.cfg.ID, Nodes: n.nodeStatuses(),
+		Quiesced: cs.Quiesced, Resumed: cs.Resumed, Halted: haltToAPI(cs.Halted), Gates: version.EnabledGates(cs.ActiveVersion),
 	})
+}
+
+func haltToAPI(h *fsm.Halt) *api.Halt {
+	if h == nil {
+		return nil
+	}
+	return &api.Halt{Node: h.Node, Reason: h.Reason, At: h.At}
 }
 
 func (n *Node) handleNodes(w http.ResponseWriter, r *http.Request) {
@@ -306,6 +323,11 @@ func (n *Node) submit(ctx context.Context, t fsm.MessageType, msg any) (interfac
 var rr atomic.Uint64
 
 func (n *Node) handleProduce(w http.ResponseWriter, r *http.Request) {
+	if err := n.dataPlaneErr(); err != nil {
+		writeError(w, err)
+		return
+	}
+	defer n.inflight.begin()()
 	topic := r.PathValue("name")
 	recs, err := readProduceBody(r)
 	if err != nil {
@@ -450,15 +472,11 @@ func queryInt(q url.Values, name string, def, min, max int) (int, error) {
 }
 
 func (n *Node) handleConsume(w http.ResponseWriter, r *http.Request) {
-	cs, err := n.fsm.Cluster()
-	if err == nil && cs.Phase != fsm.PhaseNone && !cs.Phase.DataPlaneOpen() {
-		err = &fsm.Error{Kind: fsm.ErrClusterShutDown, Message: fmt.Sprintf("the cluster is in phase %s: produce and consume are closed", cs.Phase),
-			Hint: `run "weir cluster resume" to open it again`}
-	}
-	if err != nil {
+	if err := n.dataPlaneErr(); err != nil {
 		writeError(w, err)
 		return
 	}
+	defer n.inflight.begin()()
 	if !n.readable(w, r) {
 		return
 	}

@@ -8,13 +8,12 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/weir-streaming/weir/fsm"
-	"github.com/weir-streaming/weir/version"
 )
 
 const (
-	// reconcileInterval is how often the leader compares gossip members with
-	// the Raft configuration.
-	reconcileInterval = time.Second
+	// leaderTick is how often the leader compares gossip members with the
+	// Raft configuration and advances a rolling resume.
+	leaderTick = 250 * time.Millisecond
 	// barrierTimeout bounds the leader's wait for its log to be applied
 	// before it acts on the state.
 	barrierTimeout = 30 * time.Second
@@ -42,7 +41,7 @@ func (n *Node) maybeBootstrap() {
 		if p.State != "alive" {
 			continue
 		}
-		if p.HasState || p.ClusterID != "" {
+		if p.HasState {
 			return // a cluster exists: wait to be added
 		}
 		candidates = append(candidates, p)
@@ -100,15 +99,17 @@ func (n *Node) monitorLeadership() {
 func (n *Node) leaderLoop(stop chan struct{}) {
 	n.logger.Info("leadership acquired")
 	defer n.logger.Info("leadership lost")
-	t := time.NewTicker(reconcileInterval)
+	t := time.NewTicker(leaderTick)
 	defer t.Stop()
 	established := false
+	var gate resumeGate
 	for {
 		if !established {
 			established = n.establish()
 		}
 		if established {
 			n.reconcile()
+			n.driveResume(&gate)
 		}
 		select {
 		case <-stop:
@@ -134,12 +135,12 @@ func (n *Node) establish() bool {
 		n.logger.Error("cluster id", "error", err)
 		return false
 	}
-	cmd := fsm.InitCommand{ClusterID: hex.EncodeToString(id), Version: version.Version, By: n.cfg.ID, At: time.Now().UnixMilli()}
+	cmd := fsm.InitCommand{ClusterID: hex.EncodeToString(id), Version: n.cfg.BinaryVersion, By: n.cfg.ID, At: time.Now().UnixMilli()}
 	if _, err := n.applyLocal(fsm.InitType, cmd); err != nil {
 		n.logger.Warn("initializing the cluster", "error", err)
 		return false
 	}
-	n.logger.Info("cluster initialized", "cluster_id", n.clusterID(), "version", version.Version)
+	n.logger.Info("cluster initialized", "cluster_id", n.clusterID(), "version", n.cfg.BinaryVersion)
 	return true
 }
 

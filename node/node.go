@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -64,13 +65,18 @@ type Node struct {
 
 	kickCh      chan struct{} // wakes run
 	reconcileCh chan struct{} // wakes the leader loop
-	shutdownCh chan struct{}
-	wg         sync.WaitGroup
-	closeOnce  sync.Once
-	closeErr   error
+	shutdownCh  chan struct{}
+	wg          sync.WaitGroup
+	closeOnce   sync.Once
+	closeErr    error
 
 	mu     sync.Mutex
 	joined bool
+
+	window    string      // the oldest active version this binary can run
+	inflight  inflight    // data-plane requests being served
+	fenced    atomic.Bool // the binary cannot run the active version
+	storageOK atomic.Bool
 }
 
 // New validates cfg, opens the node's storage and starts every part. It
@@ -81,11 +87,11 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:        cfg,
-		logger:     cfg.Logger.With("node", cfg.ID),
+		cfg:         cfg,
+		logger:      cfg.Logger.With("node", cfg.ID),
 		kickCh:      make(chan struct{}, 1),
 		reconcileCh: make(chan struct{}, 1),
-		shutdownCh: make(chan struct{}),
+		shutdownCh:  make(chan struct{}),
 	}
 	if err := n.start(); err != nil {
 		n.Close()
@@ -100,6 +106,18 @@ func (n *Node) start() error {
 	if err != nil {
 		return err
 	}
+	// Never serve a version this binary cannot read.
+	if cs, err := n.fsm.Cluster(); err == nil && cs.ActiveVersion != "" {
+		if err := version.CanRun(n.cfg.BinaryVersion, n.cfg.MinCompatible, cs.ActiveVersion); err != nil {
+			return fmt.Errorf("refusing to start: %w", err)
+		}
+	}
+	n.storageOK.Store(true)
+	w, err := version.WindowFor(n.cfg.BinaryVersion, n.cfg.MinCompatible)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	n.window = w.String()
 	n.mux, err = transport.Listen(transport.Config{
 		BindAddr: n.cfg.ClusterAddr, Advertise: n.cfg.Advertise, Logger: n.logger.Named("transport"), Faults: n.cfg.Faults,
 	})
@@ -117,10 +135,11 @@ func (n *Node) start() error {
 	if err := n.startGossip(); err != nil {
 		return err
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.monitorLeadership()
 	go n.run()
-	n.logger.Info("node started", "version", version.Version, "api", n.apiAddr, "cluster", n.mux.Addr().String(),
+	go n.lifecycleLoop()
+	n.logger.Info("node started", "version", n.cfg.BinaryVersion, "api", n.apiAddr, "cluster", n.mux.Addr().String(),
 		"gossip", n.GossipAddr(), "cluster_id", n.clusterID())
 	return nil
 }
@@ -334,13 +353,15 @@ func (n *Node) kick() {
 func (n *Node) localMeta() Meta {
 	cs, _ := n.fsm.Cluster()
 	m := Meta{
-		ID:           n.cfg.ID,
-		ClusterID:    cs.ClusterID,
-		Version:      version.Version,
-		ClusterAddr:  n.mux.Addr().String(),
-		APIAddr:      n.apiAddr,
-		AppliedIndex: n.fsm.AppliedIndex(),
-		HasState:     n.hasRaftState(),
+		ID:            n.cfg.ID,
+		ClusterID:     cs.ClusterID,
+		Version:       n.cfg.BinaryVersion,
+		MinCompatible: n.window,
+		StorageOK:     n.storageOK.Load(),
+		ClusterAddr:   n.mux.Addr().String(),
+		APIAddr:       n.apiAddr,
+		AppliedIndex:  n.fsm.AppliedIndex(),
+		HasState:      n.hasRaftState(),
 	}
 	if n.raft != nil {
 		m.RaftState = raftStateName(n.raft.State())
@@ -357,10 +378,11 @@ func (n *Node) hasRaftState() bool {
 }
 
 // serving says whether this node's data plane is open: it knows a leader,
-// belongs to an initialized cluster, and the lifecycle phase allows data.
+// belongs to an initialized cluster, and the lifecycle phase (and, while
+// resuming, its own progress) allows data.
 func (n *Node) serving(cs fsm.ClusterState) bool {
 	addr, _ := n.raft.LeaderWithID()
-	return addr != "" && cs.ClusterID != "" && cs.Phase.DataPlaneOpen()
+	return addr != "" && cs.ClusterID != "" && n.dataPlaneErr() == nil
 }
 
 // run does the node's periodic work: publish its gossip meta, retry the
@@ -369,7 +391,12 @@ func (n *Node) run() {
 	defer n.wg.Done()
 	t := time.NewTicker(tickInterval)
 	defer t.Stop()
+	lastStorageCheck := time.Now()
 	for {
+		if time.Since(lastStorageCheck) >= storageCheckInterval {
+			n.storageOK.Store(n.checkStorage())
+			lastStorageCheck = time.Now()
+		}
 		n.mu.Lock()
 		joined := n.joined
 		n.mu.Unlock()
@@ -408,4 +435,3 @@ func raftStateName(s raft.RaftState) string {
 	}
 	return "unknown"
 }
-

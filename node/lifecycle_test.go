@@ -1,0 +1,271 @@
+package node
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weir-streaming/weir/api"
+	"github.com/weir-streaming/weir/fsm"
+)
+
+func lifecycle(t *testing.T, n *Node, path string, req api.LifecycleRequest) (int, api.LifecycleResponse, api.ErrorBody) {
+	t.Helper()
+	var out api.LifecycleResponse
+	st, e := do(t, "POST", apiURL(n, path), req, &out)
+	return st, out, e
+}
+
+func mustLifecycle(t *testing.T, n *Node, path string, req api.LifecycleRequest) api.LifecycleResponse {
+	t.Helper()
+	st, out, e := lifecycle(t, n, path, req)
+	if st != http.StatusOK {
+		t.Fatalf("POST %s: %d %+v", path, st, e)
+	}
+	return out
+}
+
+func status(t *testing.T, n *Node) api.StatusResponse {
+	t.Helper()
+	var st api.StatusResponse
+	do(t, "GET", apiURL(n, "/v1/status"), nil, &st)
+	return st
+}
+
+func waitPhase(t *testing.T, n *Node, phase fsm.Phase) fsm.ClusterState {
+	t.Helper()
+	var cs fsm.ClusterState
+	waitFor(t, testTimeout, "phase "+string(phase), func() bool {
+		cs, _ = n.fsm.Cluster()
+		return cs.Phase == phase
+	})
+	return cs
+}
+
+// lifecycleCluster is a 3-node cluster with a short resume stabilization.
+func lifecycleCluster(t *testing.T) *testCluster {
+	c := &testCluster{t: t}
+	c.nodes = nil
+	return c.start(3, func(cfg *Config) { cfg.ResumeStabilize = 100 * time.Millisecond })
+}
+
+func (c *testCluster) start(size int, mod func(*Config)) *testCluster {
+	c.t.Helper()
+	var first *Node
+	for i := 1; i <= size; i++ {
+		n := newTestNode(c.t, fmt.Sprint("n", i), func(cfg *Config) {
+			cfg.BootstrapExpect = size
+			if first != nil {
+				cfg.Join = []string{first.GossipAddr()}
+			}
+			if mod != nil {
+				mod(cfg)
+			}
+		})
+		if first == nil {
+			first = n
+		}
+		c.nodes = append(c.nodes, n)
+	}
+	c.waitReady(c.nodes)
+	return c
+}
+
+// restartAll stops every node and starts it again on the same data and
+// addresses, as binary version v; it is how a test installs a new build.
+func (c *testCluster) restartAll(v string) {
+	c.t.Helper()
+	old := c.nodes
+	for _, n := range old {
+		n.Close()
+	}
+	c.nodes = nil
+	for _, n := range old {
+		c.nodes = append(c.nodes, c.restart(n, v))
+	}
+}
+
+func (c *testCluster) restart(n *Node, v string) *Node {
+	c.t.Helper()
+	stab := n.cfg.ResumeStabilize
+	// Like `weir cluster start`, a restarted node is given every peer as a
+	// seed (a seed that left is not contacted again by the others).
+	var seeds []string
+	for _, o := range c.nodes {
+		if o != n && o.ml != nil {
+			seeds = append(seeds, o.GossipAddr())
+		}
+	}
+	return newTestNode(c.t, n.ID(), func(cfg *Config) {
+		restartConfig(n)(cfg)
+		cfg.BinaryVersion = v
+		cfg.ResumeStabilize = stab
+		if len(seeds) > 0 {
+			cfg.Join = seeds
+		}
+	})
+}
+
+func TestLifecycle_ShutdownUpgradeResume(t *testing.T) {
+	c := lifecycleCluster(t)
+	l := c.leader(c.nodes)
+	createTopic(t, l, "t", 2)
+	produce(t, l, "t", "a", "b", "c")
+
+	// Upgrade refused while running.
+	if st, _, e := lifecycle(t, c.nodes[1], api.PathUpgrade, api.LifecycleRequest{RequestID: "u0", To: "0.2.0"}); st == http.StatusOK || e.Code != api.CodeWrongPhase {
+		t.Fatalf("upgrade while running: %d %+v", st, e)
+	}
+	res := mustLifecycle(t, c.nodes[1], api.PathShutdown, api.LifecycleRequest{RequestID: "s1", By: "test"})
+	if res.Phase != "shutdown" || len(res.Missing) != 0 || len(res.Quiesced) != 3 {
+		t.Fatalf("shutdown: %+v", res)
+	}
+	again := mustLifecycle(t, c.nodes[2], api.PathShutdown, api.LifecycleRequest{RequestID: "s2"})
+	if !again.Noop || !strings.Contains(again.Message, "already") {
+		t.Fatalf("second shutdown: %+v", again)
+	}
+	for _, n := range c.nodes {
+		if _, err := os.Stat(filepath.Join(n.cfg.DataDir, backupDir, PreUpgradeBackup)); err != nil {
+			t.Fatalf("%s has no pre-upgrade backup: %v", n.ID(), err)
+		}
+		var pr api.ProduceResponse
+		st, e := do(t, "POST", apiURL(n, "/v1/topics/t/records"), api.ProduceRequest{Records: []api.ProduceRecord{{Value: "x"}}}, &pr)
+		if st != http.StatusServiceUnavailable || e.Code != api.CodeClusterShutDown || e.Hint == "" {
+			t.Fatalf("produce after shutdown via %s: %d %+v", n.ID(), st, e)
+		}
+	}
+
+	// The upgrade is refused until every node runs the new binary, naming them.
+	st, _, e := lifecycle(t, c.nodes[0], api.PathUpgrade, api.LifecycleRequest{RequestID: "u1", To: "0.2.0"})
+	if st == http.StatusOK || e.Code != api.CodeVersionRefused || !strings.Contains(e.Message, "n1") {
+		t.Fatalf("upgrade with old binaries: %d %+v", st, e)
+	}
+	c.restartAll("0.2.0")
+	c.leader(c.nodes)
+	var plan api.UpgradePlan
+	do(t, "GET", apiURL(c.nodes[0], api.PathUpgrade+"?to=0.2.0"), nil, &plan)
+	if !plan.OK || len(plan.Nodes) != 3 || plan.ActiveVersion != "0.1.0" {
+		t.Fatalf("plan %+v", plan)
+	}
+	if st, _, e := lifecycle(t, c.nodes[0], api.PathUpgrade, api.LifecycleRequest{RequestID: "u2", To: "0.0.9"}); st == http.StatusOK || e.Code != api.CodeVersionRefused {
+		t.Fatalf("downgrade: %d %+v", st, e)
+	}
+	mustLifecycle(t, c.nodes[0], api.PathUpgrade, api.LifecycleRequest{RequestID: "u3", To: "0.2.0"})
+	mustLifecycle(t, c.nodes[2], api.PathResume, api.LifecycleRequest{RequestID: "r1"})
+	for _, n := range c.nodes {
+		cs := waitPhase(t, n, fsm.PhaseRunning)
+		if cs.ActiveVersion != "0.2.0" {
+			t.Fatalf("%s: active %s", n.ID(), cs.ActiveVersion)
+		}
+	}
+	c.waitReady(c.nodes)
+	produce(t, c.nodes[1], "t", "d")
+	waitEqualState(t, c.nodes)
+	got := consumeAll(t, c.nodes[2], "t", 2)
+	if len(got[0])+len(got[1]) != 4 {
+		t.Fatalf("records after upgrade %v", got)
+	}
+	var hist api.HistoryResponse
+	do(t, "GET", apiURL(c.nodes[0], api.PathHistory), nil, &hist)
+	var cmds []string
+	for _, h := range hist.Entries {
+		cmds = append(cmds, h.Command)
+	}
+	if s := strings.Join(cmds, ","); s != "shutdown,node-quiesced,node-quiesced,node-quiesced,upgrade,resume,node-resumed,node-resumed,node-resumed,resume-complete" {
+		t.Fatalf("history %s", s)
+	}
+}
+
+func TestResume_LeaderKilledMidResumeNewLeaderFinishes(t *testing.T) {
+	c := &testCluster{t: t}
+	c.start(3, func(cfg *Config) { cfg.ResumeStabilize = 300 * time.Millisecond })
+	mustLifecycle(t, c.nodes[0], api.PathShutdown, api.LifecycleRequest{RequestID: "s"})
+	mustLifecycle(t, c.nodes[0], api.PathResume, api.LifecycleRequest{RequestID: "r"})
+	l := c.leader(c.nodes)
+	waitFor(t, testTimeout, "one node resumed", func() bool {
+		cs, _ := l.fsm.Cluster()
+		return len(cs.Resumed) >= 1
+	})
+	l.Close()
+	rest := c.followers(l)
+	c.leader(rest)
+	// The new leader carries on from the committed progress; the old leader
+	// is a voter that must come back to finish the roll.
+	back := c.restart(l, l.cfg.BinaryVersion)
+	all := append(rest, back)
+	for _, n := range all {
+		waitPhase(t, n, fsm.PhaseRunning)
+	}
+	c.waitReady(all)
+}
+
+func TestResume_GateFailureHaltsAndResumeContinues(t *testing.T) {
+	c := lifecycleCluster(t)
+	mustLifecycle(t, c.nodes[0], api.PathShutdown, api.LifecycleRequest{RequestID: "s"})
+	l := c.leader(c.nodes)
+	down := c.followers(l)[1]
+	down.Close()
+	mustLifecycle(t, l, api.PathResume, api.LifecycleRequest{RequestID: "r", GateTimeoutMs: 300})
+	var cs fsm.ClusterState
+	waitFor(t, testTimeout, "the roll to halt", func() bool {
+		cs, _ = l.fsm.Cluster()
+		return cs.Halted != nil
+	})
+	if cs.Halted.Node != down.ID() || cs.Phase != fsm.PhaseResuming {
+		t.Fatalf("halt %+v in %s", cs.Halted, cs.Phase)
+	}
+	if st := status(t, l); st.Halted == nil || st.Halted.Node != down.ID() {
+		t.Fatalf("status does not show the halt: %+v", st.Halted)
+	}
+	back := c.restart(down, down.cfg.BinaryVersion)
+	mustLifecycle(t, l, api.PathResume, api.LifecycleRequest{RequestID: "r2", GateTimeoutMs: 5000})
+	waitPhase(t, back, fsm.PhaseRunning)
+}
+
+func TestRollback_MidResumeThenResumeOnOldVersion(t *testing.T) {
+	c := &testCluster{t: t}
+	c.start(3, func(cfg *Config) { cfg.ResumeStabilize = 400 * time.Millisecond })
+	mustLifecycle(t, c.nodes[0], api.PathShutdown, api.LifecycleRequest{RequestID: "s"})
+	c.restartAll("0.2.0")
+	c.leader(c.nodes)
+	mustLifecycle(t, c.nodes[0], api.PathUpgrade, api.LifecycleRequest{RequestID: "u", To: "0.2.0"})
+	mustLifecycle(t, c.nodes[0], api.PathResume, api.LifecycleRequest{RequestID: "r"})
+	waitFor(t, testTimeout, "one node resumed", func() bool {
+		cs, _ := c.nodes[0].fsm.Cluster()
+		return len(cs.Resumed) >= 1
+	})
+	res := mustLifecycle(t, c.nodes[1], api.PathRollback, api.LifecycleRequest{RequestID: "rb"})
+	if res.Phase != "shutdown" || res.ActiveVersion != "0.1.0" {
+		t.Fatalf("rollback: %+v", res)
+	}
+	// The old binary resumes as before.
+	c.restartAll("0.1.0")
+	c.leader(c.nodes)
+	mustLifecycle(t, c.nodes[2], api.PathResume, api.LifecycleRequest{RequestID: "r2"})
+	for _, n := range c.nodes {
+		if cs := waitPhase(t, n, fsm.PhaseRunning); cs.ActiveVersion != "0.1.0" {
+			t.Fatalf("active %s after rollback and resume", cs.ActiveVersion)
+		}
+	}
+	// Rollback after finalization is refused.
+	if st, _, e := lifecycle(t, c.nodes[0], api.PathRollback, api.LifecycleRequest{RequestID: "rb2"}); st == http.StatusOK || e.Code != api.CodeWrongPhase || !strings.Contains(e.Hint, "restore") {
+		t.Fatalf("rollback after finalization: %d %+v", st, e)
+	}
+}
+
+func TestFence_OldBinaryRefusesFinalizedCluster(t *testing.T) {
+	n := newTestNode(t, "n1", func(cfg *Config) { cfg.BinaryVersion = "0.2.0"; cfg.ResumeStabilize = time.Millisecond })
+	(&testCluster{t: t}).waitReady([]*Node{n})
+	dir := n.cfg.DataDir
+	n.Close()
+	cfg := testConfig(t, "n1")
+	cfg.DataDir = dir
+	cfg.BinaryVersion = "0.1.0"
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "refusing to start") {
+		t.Fatalf("0.1.0 on a 0.2.0 cluster: %v", err)
+	}
+}

@@ -222,4 +222,7 @@ type ConsumedRecord struct {
 	Timestamp int64   `json:"timestamp"`
 	Key       *string `json:"key,omitempty"`
 	Value     string  `json:"value"`
+	// Checksummed says the record's batch carries a CRC-32C that was
+	// verified on this read (the batch-crc32c gate, from 0.2.0).
+	Checksummed bool `json:"checksummed"`
 }

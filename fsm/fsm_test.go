@@ -58,8 +58,8 @@ func batch(p int, values ...string) PartitionBatch {
 func readAll(t *testing.T, f *FSM, topic string, p int, from uint64) []string {
 	t.Helper()
 	var out []string
-	_, _, err := f.Read(topic, p, from, ReadLimits{MaxRecords: 1 << 20, MaxBytes: 1 << 30}, func(o uint64, ts int64, k, v []byte) {
-		out = append(out, fmt.Sprintf("%d:%s", o, v))
+	_, _, err := f.Read(topic, p, from, ReadLimits{MaxRecords: 1 << 20, MaxBytes: 1 << 30}, func(r Rec) {
+		out = append(out, fmt.Sprintf("%d:%s", r.Offset, r.Value))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +174,7 @@ func TestProduce_DenseOffsetsPerPartition(t *testing.T) {
 		t.Fatalf("partition 1: %s", got)
 	}
 	var ts []int64
-	a.f.Read("t", 0, 0, ReadLimits{MaxRecords: 10, MaxBytes: 100}, func(o uint64, t int64, k, v []byte) { ts = append(ts, t) })
+	a.f.Read("t", 0, 0, ReadLimits{MaxRecords: 10, MaxBytes: 100}, func(r Rec) { ts = append(ts, r.Timestamp) })
 	if fmt.Sprint(ts) != "[100 100 200]" {
 		t.Fatalf("timestamps %v", ts)
 	}
@@ -200,7 +200,7 @@ func TestRead_Errors(t *testing.T) {
 	a := newApplier(t)
 	a.apply(CreateTopicType, CreateTopicCommand{Name: "t", Partitions: 1})
 	a.apply(ProduceType, ProduceCommand{Topic: "t", Batches: []PartitionBatch{batch(0, "a", "b")}})
-	noop := func(uint64, int64, []byte, []byte) {}
+	noop := func(Rec) {}
 	lim := ReadLimits{MaxRecords: 10, MaxBytes: 10}
 	if _, _, err := a.f.Read("t", 0, 3, lim, noop); !errors.Is(err, ErrOffsetOutOfRange) {
 		t.Fatalf("past the end: %v", err)
@@ -420,3 +420,45 @@ func TestStateHash_IgnoresAppliedIndexOnly(t *testing.T) {
 }
 
 func nopCloser(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
+
+func TestGate_BatchCRCOnlyAfterFinalization(t *testing.T) {
+	a := newApplier(t) // active 0.1.0: the gate is closed
+	a.apply(CreateTopicType, CreateTopicCommand{Name: "t", Partitions: 1})
+	a.apply(ProduceType, ProduceCommand{Topic: "t", Batches: []PartitionBatch{batch(0, "old")}})
+	for _, step := range []struct {
+		t   MessageType
+		cmd any
+	}{
+		{ShutdownType, ShutdownCommand{lc("s")}},
+		{UpgradeMarkType, UpgradeMarkCommand{Lifecycle: lc("u"), To: "0.2.0"}},
+		{ResumeType, ResumeCommand{Lifecycle: lc("r")}},
+		{NodeResumedType, NodeResumedCommand{lc("n"), "n1"}},
+	} {
+		a.apply(step.t, step.cmd)
+	}
+	// Resuming, not finalized: still format 1.
+	a.apply(ProduceType, ProduceCommand{Topic: "t", Batches: []PartitionBatch{batch(0, "during")}})
+	a.apply(ResumeCompleteType, ResumeCompleteCommand{lc("c")})
+	a.apply(ProduceType, ProduceCommand{Topic: "t", Batches: []PartitionBatch{batch(0, "new")}})
+	var got []string
+	a.f.Read("t", 0, 0, ReadLimits{MaxRecords: 10, MaxBytes: 1000}, func(r Rec) {
+		got = append(got, fmt.Sprintf("%s:%v", r.Value, r.Checksummed))
+	})
+	if fmt.Sprint(got) != "[old:false during:false new:true]" {
+		t.Fatalf("records %v", got)
+	}
+}
+
+func TestGate_CorruptChecksummedBatchDetected(t *testing.T) {
+	val := encodeBatch(1, batch(0, "payload"), true)
+	if _, _, ok, err := decodeBatch(val); err != nil || !ok {
+		t.Fatalf("intact batch: %v", err)
+	}
+	val[len(val)-1] ^= 1
+	if _, _, _, err := decodeBatch(val); !errors.Is(err, ErrCorruptBatch) {
+		t.Fatalf("flipped bit: %v", err)
+	}
+	if _, _, _, err := decodeBatch([]byte{9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}); !errors.Is(err, ErrCorruptBatch) {
+		t.Fatalf("unknown format: %v", err)
+	}
+}

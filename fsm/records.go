@@ -3,19 +3,27 @@ package fsm
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 
 	"github.com/weir-streaming/weir/record"
+	"github.com/weir-streaming/weir/version"
 	bolt "go.etcd.io/bbolt"
 )
 
 // A stored batch is one bbolt value keyed by its base offset (u64 big
 // endian), so a partition holds one key per produce, not per record:
 //
-//	[1B format][8B timestamp, Unix ms][4B count][record frames]
+//	format 1: [1B format][8B timestamp, Unix ms][4B count][record frames]
+//	format 2: [1B format][8B timestamp, Unix ms][4B count][4B CRC-32C of the frames][record frames]
+//
+// Format 2 is written once the "batch-crc32c" version gate is open (active
+// version 0.2.0 and later); both formats are read, so batches written before
+// and after the upgrade coexist in a partition.
 const (
 	batchFormatV1     = 1
-	batchHeaderBytes  = 1 + 8 + 4
-	maxProducers      = 10000 // idempotent producers remembered; the oldest is forgotten first
+	batchFormatV2     = 2
+	batchHeaderBytes  = 1 + 8 + 4 // format 1; format 2 adds 4 bytes of CRC
+	maxProducers      = 10000     // idempotent producers remembered; the oldest is forgotten first
 	producerIndexSize = 8
 )
 
@@ -60,22 +68,61 @@ func applyProduce(tx *bolt.Tx, index uint64, body []byte) interface{} {
 				"producer %q sent sequence %d after %d", cmd.ProducerID, cmd.Seq, prev.Seq)
 		}
 	}
+	crc := version.Enabled(GateBatchCRC, readCluster(tx).ActiveVersion)
 	res := ProduceResult{Bases: make([]uint64, len(cmd.Batches))}
 	for i, b := range cmd.Batches {
 		pb := partitionBucket(tx, cmd.Topic, b.Partition)
 		_, end := extent(pb)
-		val := make([]byte, batchHeaderBytes+len(b.Data))
-		val[0] = batchFormatV1
-		binary.BigEndian.PutUint64(val[1:], uint64(cmd.At))
-		binary.BigEndian.PutUint32(val[9:], uint32(b.Count))
-		copy(val[batchHeaderBytes:], b.Data)
-		must(pb.Put(offsetKey(end), val))
+		must(pb.Put(offsetKey(end), encodeBatch(cmd.At, b, crc)))
 		res.Bases[i] = end
 	}
 	if cmd.ProducerID != "" {
 		writeProducer(tx, cmd.ProducerID, producerState{Seq: cmd.Seq, Bases: res.Bases, Index: index}, prev)
 	}
 	return res
+}
+
+// GateBatchCRC names the version gate that turns on format 2.
+const GateBatchCRC = "batch-crc32c"
+
+func encodeBatch(at int64, b PartitionBatch, crc bool) []byte {
+	hdr := batchHeaderBytes
+	if crc {
+		hdr += 4
+	}
+	val := make([]byte, hdr+len(b.Data))
+	val[0] = batchFormatV1
+	binary.BigEndian.PutUint64(val[1:], uint64(at))
+	binary.BigEndian.PutUint32(val[9:], uint32(b.Count))
+	if crc {
+		val[0] = batchFormatV2
+		binary.BigEndian.PutUint32(val[batchHeaderBytes:], crc32.Checksum(b.Data, castagnoli))
+	}
+	copy(val[hdr:], b.Data)
+	return val
+}
+
+// decodeBatch returns a stored batch's timestamp and frames, verifying the
+// checksum of a format 2 batch.
+func decodeBatch(v []byte) (ts int64, frames []byte, checksummed bool, err error) {
+	if len(v) < batchHeaderBytes {
+		return 0, nil, false, fmt.Errorf("%w: stored batch of %d bytes", ErrCorruptBatch, len(v))
+	}
+	ts = int64(binary.BigEndian.Uint64(v[1:]))
+	switch v[0] {
+	case batchFormatV1:
+		return ts, v[batchHeaderBytes:], false, nil
+	case batchFormatV2:
+		if len(v) < batchHeaderBytes+4 {
+			return 0, nil, false, fmt.Errorf("%w: stored batch of %d bytes", ErrCorruptBatch, len(v))
+		}
+		frames = v[batchHeaderBytes+4:]
+		if crc32.Checksum(frames, castagnoli) != binary.BigEndian.Uint32(v[batchHeaderBytes:]) {
+			return 0, nil, true, fmt.Errorf("%w: stored batch fails its CRC-32C", ErrCorruptBatch)
+		}
+		return ts, frames, true, nil
+	}
+	return 0, nil, false, fmt.Errorf("%w: stored batch format %d is unknown to this binary", ErrCorruptBatch, v[0])
 }
 
 func offsetKey(o uint64) []byte {
@@ -154,12 +201,20 @@ type ReadLimits struct {
 	MaxBytes   int // key+value bytes; at least one record is always returned
 }
 
+// Rec is one record as Read hands it out. Key and Value are valid only
+// during the callback. Checksummed says its batch carries a CRC-32C, which
+// was verified.
+type Rec struct {
+	Offset      uint64
+	Timestamp   int64
+	Key, Value  []byte
+	Checksummed bool
+}
+
 // Read calls fn for each record of a partition from offset on, in order,
-// until the limits or the end. The key and value passed to fn are valid only
-// during the call. It returns the partition's extent and the offset to read
-// next.
-func (f *FSM) Read(topic string, partition int, offset uint64, lim ReadLimits,
-	fn func(offset uint64, timestamp int64, key, value []byte)) (PartitionInfo, uint64, error) {
+// until the limits or the end. It returns the partition's extent and the
+// offset to read next.
+func (f *FSM) Read(topic string, partition int, offset uint64, lim ReadLimits, fn func(Rec)) (PartitionInfo, uint64, error) {
 	var pi PartitionInfo
 	next := offset
 	err := f.view(func(tx *bolt.Tx) error {
@@ -189,8 +244,11 @@ func (f *FSM) Read(topic string, partition int, offset uint64, lim ReadLimits,
 		records, bytes := 0, 0
 		for ; k != nil; k, v = c.Next() {
 			base := binary.BigEndian.Uint64(k)
-			ts := int64(binary.BigEndian.Uint64(v[1:]))
-			r := record.NewReader(v[batchHeaderBytes:])
+			ts, frames, sum, err := decodeBatch(v)
+			if err != nil {
+				return fmt.Errorf("partition %d of %q at base %d: %w", partition, topic, base, err)
+			}
+			r := record.NewReader(frames)
 			for o := base; ; o++ {
 				rec, ok := r.Next()
 				if !ok {
@@ -203,7 +261,7 @@ func (f *FSM) Read(topic string, partition int, offset uint64, lim ReadLimits,
 				if records > 0 && (records >= lim.MaxRecords || bytes+size > lim.MaxBytes) {
 					return nil
 				}
-				fn(o, ts, rec.Key, rec.Value)
+				fn(Rec{Offset: o, Timestamp: ts, Key: rec.Key, Value: rec.Value, Checksummed: sum})
 				records++
 				bytes += size
 				next = o + 1

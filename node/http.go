@@ -520,15 +520,15 @@ func (n *Node) serveRecords(w http.ResponseWriter, r *http.Request, topic string
 		var body []byte
 		var recs []api.ConsumedRecord
 		count := 0
-		pi, next, err := n.fsm.Read(topic, part, offset, lim, func(o uint64, ts int64, k, v []byte) {
+		pi, next, err := n.fsm.Read(topic, part, offset, lim, func(rec fsm.Rec) {
 			count++
 			if binary {
-				body = record.AppendConsumed(body, o, ts, k, v)
+				body = record.AppendConsumed(body, rec.Offset, rec.Timestamp, rec.Key, rec.Value)
 				return
 			}
-			cr := api.ConsumedRecord{Partition: part, Offset: o, Timestamp: ts, Value: string(v)}
-			if k != nil {
-				key := string(k)
+			cr := api.ConsumedRecord{Partition: part, Offset: rec.Offset, Timestamp: rec.Timestamp, Value: string(rec.Value), Checksummed: rec.Checksummed}
+			if rec.Key != nil {
+				key := string(rec.Key)
 				cr.Key = &key
 			}
 			recs = append(recs, cr)

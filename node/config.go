@@ -75,6 +75,10 @@ type Config struct {
 	BinaryVersion string
 	MinCompatible string
 
+	// RestoreFrom seeds a node without Raft state from a backup file; see
+	// seedFromBackup.
+	RestoreFrom string
+
 	// ResumeStabilize is how long a node must stay healthy in a rolling
 	// resume before it counts as resumed; 0 takes DefaultResumeStabilize.
 	ResumeStabilize time.Duration

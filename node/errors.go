@@ -58,6 +58,7 @@ var errorTable = []struct {
 	{version.ErrDowngrade, api.CodeVersionRefused, http.StatusConflict, ""},
 	{version.ErrSkipsWindow, api.CodeVersionRefused, http.StatusConflict, ""},
 	{version.ErrNodeBinary, api.CodeVersionRefused, http.StatusConflict, ""},
+	{ErrRestore, api.CodeWrongCluster, http.StatusConflict, ""},
 	{ErrShutdown, api.CodeNoLeader, http.StatusServiceUnavailable, "this node is stopping; use another node"},
 }
 

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -267,5 +268,73 @@ func TestFence_OldBinaryRefusesFinalizedCluster(t *testing.T) {
 	cfg.BinaryVersion = "0.1.0"
 	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "refusing to start") {
 		t.Fatalf("0.1.0 on a 0.2.0 cluster: %v", err)
+	}
+}
+
+func TestRestore_BackupIntoNewCluster(t *testing.T) {
+	c := &testCluster{t: t}
+	c.start(3, nil)
+	l := c.leader(c.nodes)
+	createTopic(t, l, "t", 2)
+	produce(t, l, "t", "a", "b", "c", "d", "e")
+	backup := filepath.Join(t.TempDir(), "backup.snap")
+	resp, err := http.Get(apiURL(c.nodes[1], api.PathBackup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh, _ := os.Create(backup)
+	io.Copy(fh, resp.Body)
+	resp.Body.Close()
+	fh.Close()
+	want := consumeAll(t, c.nodes[1], "t", 2)
+	origID := l.clusterID()
+
+	// A new 3-node cluster: the first node is seeded from the backup, the
+	// others join it empty and receive the state from the leader.
+	r := &testCluster{t: t}
+	seed := newTestNode(t, "r1", func(cfg *Config) { cfg.RestoreFrom = backup; cfg.BootstrapExpect = 3 })
+	r.nodes = []*Node{seed}
+	for _, id := range []string{"r2", "r3"} {
+		r.nodes = append(r.nodes, newTestNode(t, id, func(cfg *Config) { cfg.BootstrapExpect = 3; cfg.Join = []string{seed.GossipAddr()} }))
+	}
+	r.waitReady(r.nodes)
+	waitFor(t, testTimeout, "3 voters", func() bool { v, _ := seed.voters(); return len(v) == 3 })
+	waitEqualState(t, r.nodes)
+	for _, n := range r.nodes {
+		if got := consumeAll(t, n, "t", 2); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s after restore: %v, want %v", n.ID(), got, want)
+		}
+		if n.clusterID() != origID {
+			t.Fatalf("%s cluster id %s, want the backup's %s", n.ID(), n.clusterID(), origID)
+		}
+	}
+	produce(t, r.nodes[2], "t", "f")
+}
+
+func TestRestore_Refusals(t *testing.T) {
+	n := newTestNode(t, "n1", nil)
+	(&testCluster{t: t}).waitReady([]*Node{n})
+	dir := n.cfg.DataDir
+	good := filepath.Join(t.TempDir(), "good.snap")
+	if err := n.writeBackup(good); err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	data, _ := os.ReadFile(good)
+	bad := filepath.Join(t.TempDir(), "truncated.snap")
+	os.WriteFile(bad, data[:len(data)/2], 0o600)
+	for name, tc := range map[string]struct{ dir, file string }{
+		"node with state": {dir, good},
+		"truncated file":  {t.TempDir(), bad},
+		"missing file":    {t.TempDir(), filepath.Join(t.TempDir(), "nope")},
+	} {
+		cfg := testConfig(t, "x")
+		cfg.DataDir, cfg.RestoreFrom = tc.dir, tc.file
+		if nn, err := New(cfg); err == nil {
+			nn.Close()
+			t.Errorf("%s: restore accepted", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
 	}
 }

@@ -159,12 +159,17 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
-	if err := n.restoreIfBehind(); err != nil {
-		return err
-	}
 	n.raftTrans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.mux.RaftLayer(), MaxPool: raftMaxPool, Timeout: raftIOTimeout, Logger: rlog,
 	})
+	if n.cfg.RestoreFrom != "" {
+		if err := n.seedFromBackup(n.logStore, n.logStore); err != nil {
+			return err
+		}
+	}
+	if err := n.restoreIfBehind(); err != nil {
+		return err
+	}
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.ID)
 	rc.Logger = rlog

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,10 +35,23 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-type testWriter struct{ t *testing.T }
+// testWriter sends logs to t.Log until the test ends, and drops them after
+// (a goroutine that logs late must not panic the test binary).
+type testWriter struct {
+	t    *testing.T
+	done *atomic.Bool
+}
+
+func newTestWriter(t *testing.T) testWriter {
+	w := testWriter{t: t, done: new(atomic.Bool)}
+	t.Cleanup(func() { w.done.Store(true) })
+	return w
+}
 
 func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	if !w.done.Load() {
+		w.t.Log(string(bytes.TrimRight(p, "\n")))
+	}
 	return len(p), nil
 }
 
@@ -53,7 +67,7 @@ func testConfig(t *testing.T, id string) Config {
 		LeaderLeaseTimeout: fastRaft,
 		CommitTimeout:      5 * time.Millisecond,
 		GossipInterval:     20 * time.Millisecond,
-		Logger:             hclog.New(&hclog.LoggerOptions{Name: id, Level: testLogLevel, Output: testWriter{t}}),
+		Logger:             hclog.New(&hclog.LoggerOptions{Name: id, Level: testLogLevel, Output: newTestWriter(t)}),
 	}
 }
 

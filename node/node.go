@@ -298,6 +298,8 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		if n.raft != nil {
 			errs = append(errs, n.raft.Shutdown().Error())
+		} else if n.raftTrans != nil {
+			n.raftTrans.Close() // a start that failed before Raft took it over
 		}
 		if n.rpc != nil {
 			n.rpc.Close()

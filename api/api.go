@@ -41,12 +41,14 @@ const (
 	// QueryConsistency=strong serves a read only after the leader verified
 	// its leadership; a follower redirects such a read to the leader.
 	QueryConsistency = "consistency"
+	// ConsistencyStrong is the QueryConsistency value for a leader-verified read.
+	ConsistencyStrong = "strong"
 
 	// HeaderNextOffset is the offset to ask for next; HeaderHighWatermark
 	// the partition's end (next offset to be written); HeaderLogStart the
-	// first readable offset; HeaderRecordCount the records in the body.
-	// Binary consume responses also carry HeaderBaseOffset and
-	// HeaderTimestamps: see ConsumeBinary.
+	// first readable offset; HeaderRecordCount the records in the body. A
+	// binary consume body is a sequence of record.AppendConsumed frames
+	// (offset, timestamp, key, value per record).
 	HeaderNextOffset    = "Weir-Next-Offset"
 	HeaderHighWatermark = "Weir-High-Watermark"
 	HeaderLogStart      = "Weir-Log-Start"

@@ -27,3 +27,15 @@ const (
 	CodeUnsupportedCommand = "UNSUPPORTED_COMMAND" // a replicated command this binary cannot apply
 	CodeInternal           = "INTERNAL"            // a bug; the message says what
 )
+
+// Retryable says whether a request that failed with code may be sent again
+// as it is: the cluster was between leaders or lost the request's outcome.
+// A produce retried after TIMEOUT is safe only from an idempotent producer
+// (HeaderProducerID), which the CLI always is.
+func Retryable(code string) bool {
+	switch code {
+	case CodeNoLeader, CodeNotLeader, CodeTimeout, CodeNoQuorum:
+		return true
+	}
+	return false
+}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/memberlist"
 )
@@ -180,10 +181,11 @@ func memberlistConfig(cfg *Config, g *gossip, host string, port int) *memberlist
 	mc.Name = cfg.ID
 	mc.BindAddr = host
 	mc.BindPort = port
+	mc.AdvertisePort = port // 0: memberlist sets both to the port it binds
 	mc.Delegate = g
 	mc.Events = g
 	mc.Merge = g
 	mc.Alive = g
-	mc.Logger = cfg.Logger.Named("gossip").StandardLogger(nil)
+	mc.Logger = cfg.Logger.Named("gossip").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
 	return mc
 }

@@ -133,6 +133,9 @@ func (n *Node) nodeStatuses() []api.NodeStatus {
 		ns.GossipAddr = p.Addr
 		ns.MinCompatible = p.MinCompatible
 		ns.StorageOK = p.StorageOK
+		if p.State != "alive" && ns.RaftState == "follower" {
+			ns.RaftState = "unknown" // a voter gossip cannot reach: its role is not known
+		}
 	}
 	self := get(n.cfg.ID)
 	self.RaftState = raftStateName(n.raft.State())
@@ -184,7 +187,7 @@ func topicToAPI(ti fsm.TopicInfo) api.Topic {
 // readable checks a consistency request: a strong read is served only by a
 // leader that has just verified its leadership; a follower redirects it.
 func (n *Node) readable(w http.ResponseWriter, r *http.Request) bool {
-	if r.URL.Query().Get(api.QueryConsistency) != "strong" {
+	if r.URL.Query().Get(api.QueryConsistency) != api.ConsistencyStrong {
 		return true
 	}
 	if n.raft.State() != raft.Leader {

@@ -316,7 +316,7 @@ func applyLifecycle(tx *bolt.Tx, index uint64, t MessageType, body []byte) inter
 	switch c := cmd.(type) {
 	case *ShutdownCommand:
 		if cs.Phase == PhaseShutdown {
-			return noop("the cluster is already shut down; nothing changed")
+			return noop("the cluster is already shut down%s; nothing changed", lastCommand(cs))
 		}
 	case *ResumeCommand:
 		if cs.Phase == PhaseRunning {
@@ -332,7 +332,7 @@ func applyLifecycle(tx *bolt.Tx, index uint64, t MessageType, body []byte) inter
 		}
 	case *UpgradeMarkCommand:
 		if cs.Phase == PhaseUpgradeMarked && cs.TargetVersion == c.To && !c.Force {
-			return noop("the cluster is already marked for an upgrade to %s; nothing changed", c.To)
+			return noop("the cluster is already marked for an upgrade to %s%s; nothing changed", c.To, lastCommand(cs))
 		}
 		if cs.Phase == PhaseUpgradeMarked && !c.Force {
 			return reject(ErrWrongPhase, `run "weir cluster rollback" first, or pass --force to re-mark`,

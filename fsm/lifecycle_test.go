@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -169,5 +170,24 @@ func TestLifecycle_HistoryInSnapshot(t *testing.T) {
 	cs, _ := b.Cluster()
 	if cs.Phase != PhaseShutdown || len(cs.History) != 1 || cs.Requests["s"] == 0 {
 		t.Fatalf("restored lifecycle %+v", cs)
+	}
+}
+
+func TestLifecycle_RaceLoserIsToldWhichWon(t *testing.T) {
+	a := newApplier(t)
+	a.step(ShutdownType, ShutdownCommand{lc("s")}, PhaseShutdown, nil)
+	// Two operators mark different targets at once; the log orders them.
+	a.step(UpgradeMarkType, UpgradeMarkCommand{Lifecycle: Lifecycle{RequestID: "alice-1", By: "alice"}, To: "0.2.0"}, PhaseUpgradeMarked, nil)
+	res := a.apply(UpgradeMarkType, UpgradeMarkCommand{Lifecycle: Lifecycle{RequestID: "bob-1", By: "bob"}, To: "0.2.1"})
+	err, ok := res.(error)
+	if !ok || !errors.Is(err, ErrWrongPhase) || !strings.Contains(err.Error(), "alice") || !strings.Contains(err.Error(), "alice-1") {
+		t.Fatalf("loser got %v", res)
+	}
+	// A second shutdown is a no-op that names the last change.
+	b := newApplier(t)
+	b.step(ShutdownType, ShutdownCommand{Lifecycle{RequestID: "first", By: "carol"}}, PhaseShutdown, nil)
+	r := b.step(ShutdownType, ShutdownCommand{lc("second")}, PhaseShutdown, nil)
+	if !r.Noop || !strings.Contains(r.Message, "carol") {
+		t.Fatalf("second shutdown: %+v", r)
 	}
 }

@@ -93,21 +93,11 @@ func (c *testCluster) restartAll(v string) {
 func (c *testCluster) restart(n *Node, v string) *Node {
 	c.t.Helper()
 	stab := n.cfg.ResumeStabilize
-	// Like `weir cluster start`, a restarted node is given every peer as a
-	// seed (a seed that left is not contacted again by the others).
-	var seeds []string
-	for _, o := range c.nodes {
-		if o != n && o.ml != nil {
-			seeds = append(seeds, o.GossipAddr())
-		}
-	}
+	// The node rejoins its remembered peers (peers.json) even without --join.
 	return newTestNode(c.t, n.ID(), func(cfg *Config) {
 		restartConfig(n)(cfg)
 		cfg.BinaryVersion = v
 		cfg.ResumeStabilize = stab
-		if len(seeds) > 0 {
-			cfg.Join = seeds
-		}
 	})
 }
 

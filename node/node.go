@@ -72,6 +72,7 @@ type Node struct {
 
 	mu     sync.Mutex
 	joined bool
+	known  []string // remembered peer gossip addresses (peers.go)
 
 	window    string      // the oldest active version this binary can run
 	inflight  inflight    // data-plane requests being served
@@ -227,7 +228,7 @@ func (n *Node) startGossip() error {
 	if err != nil {
 		return fmt.Errorf("gossip address %s: %w", n.cfg.GossipAddr, err)
 	}
-	if len(n.cfg.Join) > 0 {
+	if len(n.seeds()) > 0 {
 		if err := n.join(); errors.Is(err, ErrWrongCluster) {
 			return fmt.Errorf("refusing to join: %w", err)
 		}
@@ -238,7 +239,7 @@ func (n *Node) startGossip() error {
 // join contacts the seeds. It is retried from run until one answers; a seed
 // from another cluster is fatal.
 func (n *Node) join() error {
-	_, err := n.ml.Join(n.cfg.Join)
+	_, err := n.ml.Join(n.seeds())
 	n.gossip.mu.Lock()
 	mismatch := n.gossip.mismatch
 	n.gossip.mu.Unlock()
@@ -247,7 +248,7 @@ func (n *Node) join() error {
 	}
 	if err != nil {
 		// Seeds that are not up yet: run retries.
-		n.logger.Debug("join failed; will retry", "seeds", n.cfg.Join, "error", err)
+		n.logger.Debug("join failed; will retry", "seeds", n.seeds(), "error", err)
 		return err
 	}
 	n.mu.Lock()
@@ -407,7 +408,7 @@ func (n *Node) run() {
 		n.mu.Lock()
 		joined := n.joined
 		n.mu.Unlock()
-		if !joined && len(n.cfg.Join) > 0 {
+		if !joined && len(n.seeds()) > 0 {
 			if err := n.join(); errors.Is(err, ErrWrongCluster) {
 				n.logger.Error("refusing peers of another cluster", "error", err)
 			}
@@ -420,6 +421,7 @@ func (n *Node) run() {
 			}
 		}
 		n.maybeBootstrap()
+		n.rememberPeers()
 		select {
 		case <-n.shutdownCh:
 			return

@@ -48,13 +48,12 @@ up: image ## start the 3-node compose cluster (API on 127.0.0.1:17071-17073)
 down: ## stop the compose cluster and delete its volumes
 	$(COMPOSE) down -v
 
-demo: build ## start a local 3-node cluster and run the produce/consume demo
-	$(BIN) cluster start
+demo: ## build two releases, start a local cluster on the old one, upgrade it to the new one, check the data
 	./scripts/demo.sh
 
 chaos: ## run the chaos suite under test/chaos (when there is one)
 	@if [ -d test/chaos ]; then \
-		$(GO) test -count=1 -timeout 60m ./test/chaos/...; \
+		WEIR_CHAOS_LONG=1 $(GO) test -count=1 -timeout 60m ./test/chaos/...; \
 	else \
 		echo "no chaos suite yet (test/chaos does not exist)"; \
 	fi

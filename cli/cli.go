@@ -37,14 +37,13 @@ const (
 // homeDirName is the default WEIR_HOME under the user's home directory.
 const homeDirName = ".weir"
 
-// CLI is the command tree. Lifecycle commands (shutdown, upgrade, resume,
-// rollback, history, backup, restore) join it as they are built.
+// CLI is the command tree.
 type CLI struct {
 	Globals
 
 	Version VersionCmd `cmd:"" help:"Print the version of this binary."`
 	Node    NodeCmd    `cmd:"" help:"Run a node, or list and check the nodes of a cluster."`
-	Cluster ClusterCmd `cmd:"" help:"Start, stop, inspect and delete a cluster."`
+	Cluster ClusterCmd `cmd:"" help:"Start, stop, inspect, upgrade, back up, restore and delete a cluster."`
 	Topic   TopicCmd   `cmd:"" help:"Create, list, describe and delete topics."`
 	Produce ProduceCmd `cmd:"" help:"Write one record per input line to a topic."`
 	Consume ConsumeCmd `cmd:"" help:"Read records from a topic, one per line."`
@@ -168,7 +167,7 @@ func Run(args []string, s Streams) (status int) {
 		return ExitUsage
 	}
 	if err := ctx.Run(); err != nil {
-		report(s.Err, err)
+		report(s.Err, localHint(&cli.Globals, err))
 		return ExitFailed
 	}
 	return ExitOK
@@ -185,13 +184,14 @@ func newParser(cli *CLI, s *Streams) (*kong.Kong, error) {
 		kong.Writers(s.Out, s.Err),
 		kong.Exit(func(code int) { panic(exitStatus(code)) }),
 		kong.Vars{
-			"version":       versionString(),
-			"home_dir":      homeDirName,
-			"default_nodes": strconv.Itoa(defaultLocalNodes),
-			"api_port":      strconv.Itoa(node.DefaultAPIPort),
-			"api_addr":      defaultAPIAddr(),
-			"cluster_addr":  net.JoinHostPort(loopbackHost, strconv.Itoa(node.DefaultClusterPort)),
-			"gossip_addr":   net.JoinHostPort(loopbackHost, strconv.Itoa(node.DefaultGossipPort)),
+			"version":        versionString(),
+			"binary_version": version.Version,
+			"home_dir":       homeDirName,
+			"default_nodes":  strconv.Itoa(defaultLocalNodes),
+			"api_port":       strconv.Itoa(node.DefaultAPIPort),
+			"api_addr":       defaultAPIAddr(),
+			"cluster_addr":   net.JoinHostPort(loopbackHost, strconv.Itoa(node.DefaultClusterPort)),
+			"gossip_addr":    net.JoinHostPort(loopbackHost, strconv.Itoa(node.DefaultGossipPort)),
 		},
 		kong.Bind(&cli.Globals, s),
 		kong.BindSingletonProvider(func(g *Globals) (*Client, error) {
@@ -215,14 +215,57 @@ func report(w io.Writer, err error) {
 	}
 }
 
+// hinted gives an error a better hint than its own.
+type hinted struct {
+	error
+	hint string
+}
+
+func (h *hinted) Unwrap() error { return h.error }
+
+// localHint replaces the hint of "no node answered" when the nodes are
+// those of the local cluster and none of its processes runs: the hint then
+// says why (the last lifecycle state seen) and what to run.
+func localHint(g *Globals, err error) error {
+	var unr *UnreachableError
+	if !errors.As(err, &unr) {
+		return err
+	}
+	_, lc, lerr := g.addrs()
+	if lerr != nil || lc == nil {
+		return err
+	}
+	if running, _ := lc.split(); len(running) > 0 {
+		return err
+	}
+	hint := `the local cluster's node processes are stopped: start them with "weir cluster start"`
+	if ks := lc.LastKnown; ks != nil {
+		switch ks.Phase {
+		case phaseShutdown:
+			hint = fmt.Sprintf(`the local cluster is shut down (version %s) and its node processes are stopped: run "weir cluster upgrade" with the new weir binary, or "weir cluster resume" to open it again`, orDash(ks.ActiveVersion))
+		case phaseUpgradeMarked:
+			hint = fmt.Sprintf(`the local cluster is marked for an upgrade to %s and its node processes are stopped: run "weir cluster resume" with weir %s`, orDash(ks.TargetVersion), orDash(ks.TargetVersion))
+		case phaseResuming:
+			hint = `the local cluster is resuming and its node processes are stopped: run "weir cluster resume" to start them and continue`
+		}
+	}
+	return &hinted{error: err, hint: hint}
+}
+
 // hintOf finds the hint that goes with err, if any.
 func hintOf(err error) string {
 	var (
+		hint   *hinted
 		apiErr *APIError
 		fail   *Failure
 		unr    *UnreachableError
+		ref    *version.Refusal
 	)
 	switch {
+	case errors.As(err, &hint):
+		return hint.hint
+	case errors.As(err, &ref):
+		return ref.Hint
 	case errors.As(err, &apiErr):
 		return apiErr.Hint
 	case errors.As(err, &fail):

@@ -251,6 +251,22 @@ func isTransportError(err error) bool {
 
 // attempt sends req to one address.
 func (c *Client) attempt(ctx context.Context, base string, req Request) (*Response, error) {
+	var resp *Response
+	err := c.exchange(ctx, base, req, func(hresp *http.Response) error {
+		data, err := io.ReadAll(io.LimitReader(hresp.Body, maxResponseBytes))
+		if err != nil {
+			return &transportError{addr: hostOf(base), err: err}
+		}
+		resp = &Response{Status: hresp.StatusCode, Header: hresp.Header, Body: data, Addr: base}
+		return nil
+	})
+	return resp, err
+}
+
+// exchange sends req to one address and hands a 2xx answer, its body still
+// unread, to read; any other answer becomes an *APIError, and no answer a
+// transport error.
+func (c *Client) exchange(ctx context.Context, base string, req Request, read func(*http.Response) error) error {
 	timeout := req.Timeout
 	if timeout == 0 {
 		timeout = requestTimeout
@@ -268,7 +284,7 @@ func (c *Client) attempt(ctx context.Context, base string, req Request) (*Respon
 	}
 	hreq, err := http.NewRequestWithContext(actx, req.Method, u, body)
 	if err != nil {
-		return nil, fmt.Errorf("building request %s %s: %w", req.Method, u, err)
+		return fmt.Errorf("building request %s %s: %w", req.Method, u, err)
 	}
 	for k, vs := range req.Header {
 		hreq.Header[k] = vs
@@ -278,17 +294,51 @@ func (c *Client) attempt(ctx context.Context, base string, req Request) (*Respon
 	}
 	hresp, err := c.http.Do(hreq)
 	if err != nil {
-		return nil, &transportError{addr: hostOf(base), err: unwrapURLError(err)}
+		return &transportError{addr: hostOf(base), err: unwrapURLError(err)}
 	}
 	defer hresp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(hresp.Body, maxResponseBytes))
-	if err != nil {
-		return nil, &transportError{addr: hostOf(base), err: err}
-	}
 	if hresp.StatusCode < 200 || hresp.StatusCode > 299 {
-		return nil, decodeError(base, hresp, data)
+		data, err := io.ReadAll(io.LimitReader(hresp.Body, maxResponseBytes))
+		if err != nil {
+			return &transportError{addr: hostOf(base), err: err}
+		}
+		return decodeError(base, hresp, data)
 	}
-	return &Response{Status: hresp.StatusCode, Header: hresp.Header, Body: data, Addr: base}, nil
+	return read(hresp)
+}
+
+// Stream is Do for an answer too large to hold in memory (a backup): the
+// body of the first 2xx answer is copied to w as it arrives, and the number
+// of bytes copied returned. Addresses that do not answer are skipped as in
+// Do; once an answer started, a failure while copying is returned as it is
+// (w holds part of the body) and no other address is tried.
+func (c *Client) Stream(ctx context.Context, req Request, w io.Writer) (int64, string, error) {
+	c.mu.Lock()
+	start := c.next
+	c.mu.Unlock()
+	var errs []error
+	for i := range c.bases {
+		idx := (start + i) % len(c.bases)
+		var n int64
+		err := c.exchange(ctx, c.bases[idx], req, func(hresp *http.Response) error {
+			var err error
+			if n, err = io.Copy(w, hresp.Body); err != nil {
+				return fmt.Errorf("reading the answer of %s after %d bytes: %w", hostOf(c.bases[idx]), n, unwrapURLError(err))
+			}
+			return nil
+		})
+		if err == nil || !isTransportError(err) {
+			c.mu.Lock()
+			c.next = idx
+			c.mu.Unlock()
+			return n, c.bases[idx], err
+		}
+		if ctx.Err() != nil {
+			return 0, "", ctx.Err()
+		}
+		errs = append(errs, err)
+	}
+	return 0, "", &UnreachableError{Errs: errs}
 }
 
 // decodeError reads the API's error envelope from a non-2xx answer.

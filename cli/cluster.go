@@ -18,10 +18,17 @@ import (
 
 // ClusterCmd is `weir cluster`.
 type ClusterCmd struct {
-	Start  ClusterStartCmd  `cmd:"" help:"Start a local cluster of node processes on loopback, or start a stopped one again."`
-	Stop   ClusterStopCmd   `cmd:"" help:"Stop the local cluster's node processes; the data stays."`
-	Status ClusterStatusCmd `cmd:"" help:"Show the cluster's phase, versions, leader and nodes."`
-	Delete ClusterDeleteCmd `cmd:"" help:"Stop the local cluster and delete its data."`
+	Start    ClusterStartCmd    `cmd:"" help:"Start a local cluster of node processes on loopback, or start a stopped one again."`
+	Stop     ClusterStopCmd     `cmd:"" help:"Stop the local cluster's node processes; the data stays."`
+	Status   ClusterStatusCmd   `cmd:"" help:"Show the cluster's phase, versions, leader, nodes and lifecycle progress."`
+	Shutdown ClusterShutdownCmd `cmd:"" help:"Close the data plane on every node (drain, flush, pre-upgrade backup); in local mode then stop the node processes."`
+	Upgrade  ClusterUpgradeCmd  `cmd:"" help:"Print the upgrade plan and mark the cluster for an upgrade to this binary's version (or --to); in local mode start stopped nodes on this binary first."`
+	Resume   ClusterResumeCmd   `cmd:"" help:"Resume the cluster node by node, health-gated, and finalize the version; in local mode start stopped nodes on this binary first."`
+	Rollback ClusterRollbackCmd `cmd:"" help:"Abandon an upgrade that is not finalized: back to phase shutdown on the old version; in local mode then stop the node processes."`
+	History  ClusterHistoryCmd  `cmd:"" help:"List every lifecycle command the cluster applied: when, who, from and to."`
+	Backup   ClusterBackupCmd   `cmd:"" help:"Write a consistent, checksummed backup of the cluster's state to a file."`
+	Restore  ClusterRestoreCmd  `cmd:"" help:"Rebuild the local cluster (stopped, or new) from a backup file."`
+	Delete   ClusterDeleteCmd   `cmd:"" help:"Stop the local cluster and delete its data."`
 }
 
 // ClusterStartCmd is `weir cluster start`.
@@ -56,7 +63,7 @@ func (c *ClusterStartCmd) Run(g *Globals, p *Printer) error {
 	}
 	_, stopped := lc.split()
 	if len(stopped) == 0 {
-		return printStarted(p, lc, "", "the local cluster is already running")
+		return printStarted(p, lc, nil, "the local cluster is already running")
 	}
 	lc.Binary = binary
 	exits := make(chan nodeExit, len(stopped))
@@ -75,7 +82,10 @@ func (c *ClusterStartCmd) Run(g *Globals, p *Printer) error {
 	if err != nil {
 		return err
 	}
-	return printStarted(p, lc, st.Leader, "started "+strings.Join(started, ", "))
+	if err := lc.remember(st.ClusterID, st.Phase, st.ActiveVersion, st.TargetVersion); err != nil {
+		return err
+	}
+	return printStarted(p, lc, st, "started "+strings.Join(started, ", "))
 }
 
 func (c *ClusterStartCmd) newCluster(home, binary string) (*LocalCluster, error) {
@@ -106,13 +116,22 @@ func (c *ClusterStartCmd) checkSame(lc *LocalCluster) error {
 }
 
 // waitReady polls the cluster's status until a leader is known and every
-// local node serves, a node process exits, or startDeadline passes.
+// local node is ready (notReady), a node process exits, or startDeadline
+// passes.
 func waitReady(lc *LocalCluster, exits <-chan nodeExit) (*api.StatusResponse, error) {
+	st, _, err := waitCluster(lc, exits, startDeadline, func(st *api.StatusResponse) string { return notReady(lc, st) })
+	return st, err
+}
+
+// waitCluster polls the cluster's status until lacking says it lacks
+// nothing (""), a node process exits (that node is returned with the
+// error), or deadline passes.
+func waitCluster(lc *LocalCluster, exits <-chan nodeExit, deadline time.Duration, lacking func(*api.StatusResponse) string) (*api.StatusResponse, *LocalNode, error) {
 	cl, err := NewClient(lc.APIAddrs())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), startDeadline)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
@@ -126,10 +145,10 @@ func waitReady(lc *LocalCluster, exits <-chan nodeExit) (*api.StatusResponse, er
 			}
 			ex.node.PID = 0
 			_ = lc.save()
-			return nil, failf(fmt.Sprintf(`see %s; stop the rest with "weir cluster stop"`, ex.node.Log), "%s", msg)
+			return nil, ex.node, failf(fmt.Sprintf(`see %s; stop the rest with "weir cluster stop"`, ex.node.Log), "%s", msg)
 		case <-ctx.Done():
-			return nil, failf(fmt.Sprintf(`see the nodes' logs under %s; "weir cluster status" shows where they stand`, lc.DataDir),
-				"the local cluster did not become ready within %s: %s", startDeadline, waiting)
+			return nil, nil, failf(fmt.Sprintf(`see the nodes' logs under %s; "weir cluster status" shows where they stand`, lc.DataDir),
+				"the local cluster did not become ready within %s: %s", deadline, waiting)
 		case <-tick.C:
 		}
 		var st api.StatusResponse
@@ -141,14 +160,16 @@ func waitReady(lc *LocalCluster, exits <-chan nodeExit) (*api.StatusResponse, er
 			waiting = err.Error()
 			continue
 		}
-		if waiting = notReady(lc, &st); waiting == "" {
-			return &st, nil
+		if waiting = lacking(&st); waiting == "" {
+			return &st, nil, nil
 		}
 	}
 }
 
 // notReady says what the cluster still lacks, or "" when a leader is known
-// and every local node serves.
+// and every local node has joined and is alive; while the phase keeps the
+// data plane open (running), every node must also serve. In phase shutdown
+// or upgrade-marked the nodes serve only the control plane.
 func notReady(lc *LocalCluster, st *api.StatusResponse) string {
 	if st.Leader == "" {
 		return "no leader elected yet"
@@ -162,19 +183,30 @@ func notReady(lc *LocalCluster, st *api.StatusResponse) string {
 		switch {
 		case !ok:
 			return n.ID + " has not joined yet"
-		case !ns.Serving:
+		case dataPlaneOpen(st.Phase) && !ns.Serving:
 			return fmt.Sprintf("%s is not serving yet (raft %s, gossip %s)", n.ID, orDash(ns.RaftState), orDash(ns.GossipState))
+		case ns.GossipState != "alive":
+			return fmt.Sprintf("%s is not alive in gossip yet (gossip %s)", n.ID, orDash(ns.GossipState))
 		}
 	}
 	return ""
 }
 
-func printStarted(p *Printer, lc *LocalCluster, leader, what string) error {
+// dataPlaneOpen reports whether produce and consume are open on every node
+// in phase (a new cluster has none yet).
+func dataPlaneOpen(phase string) bool { return phase == phaseRunning || phase == "" }
+
+func printStarted(p *Printer, lc *LocalCluster, st *api.StatusResponse, what string) error {
+	leader, phase := "", ""
+	if st != nil {
+		leader, phase = st.Leader, st.Phase
+	}
 	if p.json {
 		return p.JSON(struct {
 			Leader string        `json:"leader,omitempty"`
+			Phase  string        `json:"phase,omitempty"`
 			Local  *LocalCluster `json:"local"`
-		}{leader, lc})
+		}{leader, phase, lc})
 	}
 	p.Linef("%s (local cluster of %d node%s, data under %s)", what, len(lc.Nodes), plural(len(lc.Nodes)), lc.DataDir)
 	if leader != "" {
@@ -182,6 +214,11 @@ func printStarted(p *Printer, lc *LocalCluster, leader, what string) error {
 	}
 	printLocalNodes(p, lc)
 	p.Linef("")
+	if !dataPlaneOpen(phase) {
+		p.Linef("the cluster is in phase %s (version %s): produce and consume stay closed until it resumes", phase, orDash(st.ActiveVersion))
+		printPhaseNext(p, st)
+		return nil
+	}
 	p.Linef("next:")
 	p.Linef("  weir topic create events -p 3")
 	p.Linef("  weir produce events < records.txt")
@@ -249,8 +286,9 @@ func requireLocal(g *Globals) (*LocalCluster, error) {
 // ClusterStatusCmd is `weir cluster status`.
 type ClusterStatusCmd struct{}
 
-// Run prints the cluster's status; in local mode also the node processes.
-func (c *ClusterStatusCmd) Run(g *Globals, cl *Client, p *Printer) error {
+// Run prints the cluster's status; in local mode also the node processes,
+// and, when none runs, the state the CLI last saw committed.
+func (c *ClusterStatusCmd) Run(g *Globals, s *Streams, cl *Client, p *Printer) error {
 	_, lc, err := g.addrs()
 	if err != nil {
 		return err
@@ -258,21 +296,50 @@ func (c *ClusterStatusCmd) Run(g *Globals, cl *Client, p *Printer) error {
 	var st api.StatusResponse
 	resp, err := cl.GetJSON(context.Background(), api.PathStatus, &st)
 	if err != nil {
-		if lc != nil && !p.json {
-			printLocalNodes(p, lc)
+		if lc != nil {
 			if running, _ := lc.split(); len(running) == 0 {
-				return failf(`start it again with "weir cluster start"`, "the local cluster is stopped")
+				return printStopped(p, lc)
+			}
+			if !p.json {
+				printLocalNodes(p, lc)
 			}
 		}
 		return err
 	}
+	rememberQuietly(lc, s, st.ClusterID, st.Phase, st.ActiveVersion, st.TargetVersion)
 	if p.json {
 		return p.Raw(resp.Body)
 	}
+	printStatus(p, &st)
+	if lc != nil {
+		p.Linef("")
+		p.Linef("local processes (%s):", lc.DataDir)
+		printLocalNodes(p, lc)
+	}
+	printPhaseNext(p, &st)
+	return nil
+}
+
+// printStatus prints a status: the cluster line, lifecycle progress, and a
+// table of the nodes.
+func printStatus(p *Printer, st *api.StatusResponse) {
 	p.Linef("cluster %s: phase %s, active version %s, leader %s (answered by %s)",
 		orDash(st.ClusterID), orDash(st.Phase), orDash(st.ActiveVersion), orDash(st.Leader), orDash(st.Node))
 	if st.TargetVersion != "" {
 		p.Linef("target version: %s", st.TargetVersion)
+	}
+	voters := voterIDs(st)
+	if len(st.Quiesced) > 0 {
+		p.Linef("quiesced: %s (%d/%d)", strings.Join(st.Quiesced, ", "), len(st.Quiesced), len(voters))
+	}
+	if st.Phase == phaseResuming {
+		p.Linef("resumed: %s (%d/%d)", orNone(st.Resumed), len(st.Resumed), len(voters))
+	}
+	if h := st.Halted; h != nil {
+		p.Linef("halted: the rolling resume stopped at %s: %s", h.Node, h.Reason)
+	}
+	if st.Gates != nil {
+		p.Linef("gates open: %s", orNone(st.Gates))
 	}
 	rows := make([][]string, 0, len(st.Nodes))
 	for _, n := range st.Nodes {
@@ -280,10 +347,87 @@ func (c *ClusterStatusCmd) Run(g *Globals, cl *Client, p *Printer) error {
 			orDash(n.GossipState), yesNo(n.Serving), strconv.FormatUint(n.AppliedIndex, 10), orDash(n.APIAddr)})
 	}
 	p.Table([]string{"NODE", "BINARY", "RAFT", "SUFFRAGE", "GOSSIP", "SERVING", "APPLIED", "API"}, rows)
-	if lc != nil {
-		p.Linef("")
-		p.Linef("local processes (%s):", lc.DataDir)
-		printLocalNodes(p, lc)
+}
+
+// printPhaseNext says what to run next in a lifecycle phase other than
+// running.
+func printPhaseNext(p *Printer, st *api.StatusResponse) {
+	var next []string
+	switch {
+	case st.Phase == phaseShutdown:
+		next = []string{
+			"weir cluster upgrade    # with the new weir binary: plan and mark the upgrade",
+			"weir cluster resume     # or open the data plane again on the version it runs",
+		}
+	case st.Phase == phaseUpgradeMarked:
+		next = []string{
+			fmt.Sprintf("weir cluster resume     # with weir %s: roll the nodes over and finalize", orDash(st.TargetVersion)),
+			"weir cluster rollback   # or abandon the upgrade",
+		}
+	case st.Phase == phaseResuming && st.Halted != nil:
+		next = []string{
+			fmt.Sprintf("weir cluster resume     # once %s is fixed: continue the roll", st.Halted.Node),
+			"weir cluster rollback   # or abort the upgrade",
+		}
+	case st.Phase == phaseResuming:
+		next = []string{"weir cluster resume     # follow the roll until it finishes"}
+	}
+	if len(next) == 0 {
+		return
+	}
+	p.Linef("")
+	p.Linef("next:")
+	for _, n := range next {
+		p.Linef("  %s", n)
+	}
+}
+
+// printStopped reports a local cluster none of whose processes runs. After
+// `cluster shutdown` that is the expected state: it prints the lifecycle
+// state last seen committed and succeeds. A running cluster that was
+// stopped is a failure, with the hint to start it.
+func printStopped(p *Printer, lc *LocalCluster) error {
+	ks := lc.LastKnown
+	if ks == nil || ks.Phase == phaseRunning {
+		if !p.json {
+			if ks != nil {
+				p.Linef("cluster %s: phase %s, active version %s (last known, seen %s)", orDash(lc.ClusterID), ks.Phase, orDash(ks.ActiveVersion), ks.At.Format(time.RFC3339))
+			}
+			printLocalNodes(p, lc)
+		}
+		return failf(`start it again with "weir cluster start"`, "the local cluster is stopped")
+	}
+	if p.json {
+		return p.JSON(struct {
+			ClusterID     string           `json:"cluster_id"`
+			Phase         string           `json:"phase"`
+			ActiveVersion string           `json:"active_version"`
+			TargetVersion string           `json:"target_version,omitempty"`
+			Leader        string           `json:"leader"`
+			Nodes         []api.NodeStatus `json:"nodes"`
+			Processes     string           `json:"processes"`
+			LastKnownAt   time.Time        `json:"last_known_at"`
+			Local         *LocalCluster    `json:"local"`
+		}{lc.ClusterID, ks.Phase, ks.ActiveVersion, ks.TargetVersion, "", []api.NodeStatus{}, "stopped", ks.At, lc})
+	}
+	p.Linef("cluster %s: phase %s, active version %s (last known state, committed before the processes stopped; seen %s)",
+		orDash(lc.ClusterID), ks.Phase, orDash(ks.ActiveVersion), ks.At.Format(time.RFC3339))
+	if ks.TargetVersion != "" && ks.TargetVersion != ks.ActiveVersion {
+		p.Linef("target version: %s", ks.TargetVersion)
+	}
+	p.Linef("the node processes are stopped (%s):", lc.DataDir)
+	printLocalNodes(p, lc)
+	p.Linef("")
+	p.Linef("next:")
+	switch ks.Phase {
+	case phaseShutdown:
+		p.Linef("  weir cluster upgrade    # with the new weir binary: start the nodes on it, plan and mark the upgrade")
+		p.Linef("  weir cluster resume     # or start the nodes on this binary and open the data plane again")
+	case phaseUpgradeMarked:
+		p.Linef("  weir cluster resume     # with weir %s: start the nodes on it, roll over and finalize", orDash(ks.TargetVersion))
+		p.Linef("  weir cluster start      # or start the nodes, then \"weir cluster rollback\" to abandon the upgrade")
+	default:
+		p.Linef("  weir cluster resume     # start the nodes on this binary and continue the roll")
 	}
 	return nil
 }

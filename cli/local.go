@@ -49,8 +49,23 @@ type LocalCluster struct {
 	// DataDir holds one directory per node: data/ and node.log.
 	DataDir string      `json:"data_dir"`
 	Nodes   []LocalNode `json:"nodes"`
+	// ClusterID is the id the nodes reported when this CLI last saw them;
+	// `cluster restore` refuses a backup of another cluster against it.
+	ClusterID string `json:"cluster_id,omitempty"`
+	// LastKnown is the lifecycle state this CLI last saw committed. When no
+	// node answers (`cluster shutdown` stops the processes), `cluster
+	// status` reports it instead.
+	LastKnown *KnownState `json:"last_known,omitempty"`
 
 	file string // where cluster.json lives
+}
+
+// KnownState is a lifecycle state as a command saw it, and when.
+type KnownState struct {
+	Phase         string    `json:"phase"`
+	ActiveVersion string    `json:"active_version"`
+	TargetVersion string    `json:"target_version,omitempty"`
+	At            time.Time `json:"at"`
 }
 
 // LocalNode is one node of a local cluster. PID is 0 when it was stopped.
@@ -70,7 +85,11 @@ func localDir(home string) string { return filepath.Join(home, localDirName) }
 
 // loadLocalCluster reads cluster.json; nil without error when there is none.
 func loadLocalCluster(home string) (*LocalCluster, error) {
-	file := filepath.Join(localDir(home), clusterFileName)
+	return readClusterFile(filepath.Join(localDir(home), clusterFileName))
+}
+
+// readClusterFile reads a cluster.json; nil without error when there is none.
+func readClusterFile(file string) (*LocalCluster, error) {
 	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -100,6 +119,31 @@ func (lc *LocalCluster) save() error {
 		return fmt.Errorf("recording the local cluster: %w", err)
 	}
 	return os.Rename(tmp, lc.file)
+}
+
+// remember records the cluster id (when not empty) and the lifecycle state a
+// command saw. It re-reads cluster.json first, so that process ids another
+// command recorded meanwhile stay; it writes nothing when nothing changed.
+func (lc *LocalCluster) remember(clusterID, phase, active, target string) error {
+	if phase == "" {
+		return nil
+	}
+	cur, err := readClusterFile(lc.file)
+	if err != nil || cur == nil {
+		cur = lc
+	}
+	if clusterID == "" {
+		clusterID = cur.ClusterID
+	}
+	if old := cur.LastKnown; old != nil && cur.ClusterID == clusterID &&
+		old.Phase == phase && old.ActiveVersion == active && old.TargetVersion == target {
+		lc.ClusterID, lc.LastKnown = cur.ClusterID, cur.LastKnown
+		return nil
+	}
+	ks := &KnownState{Phase: phase, ActiveVersion: active, TargetVersion: target, At: time.Now().UTC().Truncate(time.Second)}
+	cur.ClusterID, cur.LastKnown = clusterID, ks
+	lc.ClusterID, lc.LastKnown = clusterID, ks
+	return cur.save()
 }
 
 // APIAddrs are the nodes' API addresses, in node order.
@@ -178,13 +222,13 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// nodeArgs is the command line that runs node n.
-func (lc *LocalCluster) nodeArgs(n *LocalNode, logLevel string) []string {
+// nodeArgs is the command line that runs node n, with extra flags last.
+func (lc *LocalCluster) nodeArgs(n *LocalNode, logLevel string, extra ...string) []string {
 	join := make([]string, len(lc.Nodes))
 	for i, o := range lc.Nodes {
 		join[i] = o.GossipAddr
 	}
-	return []string{
+	return append([]string{
 		"node", "run",
 		"--id", n.ID,
 		"--data-dir", n.DataDir,
@@ -194,7 +238,7 @@ func (lc *LocalCluster) nodeArgs(n *LocalNode, logLevel string) []string {
 		"--join", strings.Join(join, ","),
 		"--bootstrap-expect", strconv.Itoa(len(lc.Nodes)),
 		"--log-level", logLevel,
-	}
+	}, extra...)
 }
 
 // nodeExit reports a node process that ended while this command waits.
@@ -203,10 +247,11 @@ type nodeExit struct {
 	err  error
 }
 
-// spawn starts node n as a process of its own group, so that it outlives
-// this command and a Ctrl-C in the terminal does not reach it. Its output
-// goes to its log. Its exit, while this command runs, is sent on exits.
-func (lc *LocalCluster) spawn(n *LocalNode, logLevel string, exits chan<- nodeExit) error {
+// spawn starts node n on lc.Binary as a process of its own group, so that it
+// outlives this command and a Ctrl-C in the terminal does not reach it. Its
+// output goes to its log. Its exit, while this command runs, is sent on
+// exits. extra flags follow the node's usual ones (--restore-from FILE).
+func (lc *LocalCluster) spawn(n *LocalNode, logLevel string, exits chan<- nodeExit, extra ...string) error {
 	if err := os.MkdirAll(n.Dir, 0o755); err != nil {
 		return fmt.Errorf("%s: %w", n.ID, err)
 	}
@@ -215,8 +260,8 @@ func (lc *LocalCluster) spawn(n *LocalNode, logLevel string, exits chan<- nodeEx
 		return fmt.Errorf("%s: opening its log: %w", n.ID, err)
 	}
 	defer logf.Close()
-	args := lc.nodeArgs(n, logLevel)
-	fmt.Fprintf(logf, "=== %s weir cluster start: %s %s\n", time.Now().Format(time.RFC3339), lc.Binary, strings.Join(args, " "))
+	args := lc.nodeArgs(n, logLevel, extra...)
+	fmt.Fprintf(logf, logStartMarker+"%s starting: %s %s\n", time.Now().Format(time.RFC3339), lc.Binary, strings.Join(args, " "))
 	cmd := exec.Command(lc.Binary, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = n.Dir
@@ -233,7 +278,23 @@ func (lc *LocalCluster) spawn(n *LocalNode, logLevel string, exits chan<- nodeEx
 // and SIGKILLs those still running after stopDeadline. It reports each
 // node's fate through say and records pid 0 for every node.
 func (lc *LocalCluster) stopNodes(say func(format string, args ...any)) error {
-	running, stopped := lc.split()
+	nodes := make([]*LocalNode, len(lc.Nodes))
+	for i := range lc.Nodes {
+		nodes[i] = &lc.Nodes[i]
+	}
+	return lc.stop(nodes, say)
+}
+
+// stop is stopNodes for some of the nodes.
+func (lc *LocalCluster) stop(nodes []*LocalNode, say func(format string, args ...any)) error {
+	var running, stopped []*LocalNode
+	for _, n := range nodes {
+		if processAlive(n.PID, n.ID) {
+			running = append(running, n)
+		} else {
+			stopped = append(stopped, n)
+		}
+	}
 	for _, n := range stopped {
 		if n.PID != 0 {
 			say("%s was not running (pid %d gone)", n.ID, n.PID)
@@ -304,13 +365,24 @@ func within(dir, path string) bool {
 	return err == nil && rel != "." && !strings.HasPrefix(rel, "..") && !filepath.IsAbs(rel)
 }
 
-// logTail is the end of a node's log, for an error message.
+// logStartMarker begins the line spawn writes to a node's log before each
+// start.
+const logStartMarker = "=== "
+
+// logTail is the end of a node's log, for an error message: at most
+// logTailLines lines, none from before the node's last start.
 func logTail(path string) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}
 	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
+	for i := len(lines) - 1; i >= 0; i-- {
+		if bytes.HasPrefix(lines[i], []byte(logStartMarker)) {
+			lines = lines[i+1:]
+			break
+		}
+	}
 	if len(lines) > logTailLines {
 		lines = lines[len(lines)-logTailLines:]
 	}

@@ -37,6 +37,7 @@ type NodeRunCmd struct {
 	Advertise       string   `help:"IP address other nodes and clients reach this node at; needed when binding 0.0.0.0." placeholder:"IP"`
 	Join            []string `help:"Gossip addresses of nodes to join, comma-separated." placeholder:"HOST:PORT"`
 	BootstrapExpect int      `help:"Number of nodes that form a new cluster; the lowest id bootstraps once that many are seen." placeholder:"N"`
+	RestoreFrom     string   `help:"Seed this node, which must have no Raft state yet, from a backup file (\"weir cluster backup\"): it starts as a one-voter cluster holding the backup's state, and nodes that join it empty receive that state." type:"path" placeholder:"FILE"`
 }
 
 // Run starts the node and stops it gracefully on SIGINT or SIGTERM; a
@@ -59,10 +60,14 @@ func (c *NodeRunCmd) Run(g *Globals, s *Streams) error {
 		Advertise:       c.Advertise,
 		Join:            c.Join,
 		BootstrapExpect: c.BootstrapExpect,
+		RestoreFrom:     c.RestoreFrom,
 		Logger:          logger,
 	})
 	if errors.Is(err, node.ErrConfig) {
 		return &Failure{Message: err.Error(), Hint: `"weir node run --help" lists the flags`}
+	}
+	if errors.Is(err, node.ErrRestore) {
+		return &Failure{Message: err.Error(), Hint: "restore into a node with an empty --data-dir, from an intact backup file of the same cluster"}
 	}
 	if err != nil {
 		return err

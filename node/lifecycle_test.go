@@ -328,3 +328,20 @@ func TestRestore_Refusals(t *testing.T) {
 		}
 	}
 }
+
+func TestRestore_OldBinaryRefusesNewerBackup(t *testing.T) {
+	n := newTestNode(t, "n1", func(cfg *Config) { cfg.BinaryVersion = "0.2.0" })
+	(&testCluster{t: t}).waitReady([]*Node{n})
+	backup := filepath.Join(t.TempDir(), "b.snap")
+	if err := n.writeBackup(backup); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, "r1")
+	cfg.BinaryVersion, cfg.RestoreFrom = "0.1.0", backup
+	if nn, err := New(cfg); err == nil || !strings.Contains(err.Error(), "refusing to start") {
+		if nn != nil {
+			nn.Close()
+		}
+		t.Fatalf("0.1.0 restoring a 0.2.0 backup: %v", err)
+	}
+}

@@ -107,11 +107,8 @@ func (n *Node) start() error {
 	if err != nil {
 		return err
 	}
-	// Never serve a version this binary cannot read.
-	if cs, err := n.fsm.Cluster(); err == nil && cs.ActiveVersion != "" {
-		if err := version.CanRun(n.cfg.BinaryVersion, n.cfg.MinCompatible, cs.ActiveVersion); err != nil {
-			return fmt.Errorf("refusing to start: %w", err)
-		}
+	if err := n.checkCanRun(); err != nil {
+		return err
 	}
 	n.storageOK.Store(true)
 	w, err := version.WindowFor(n.cfg.BinaryVersion, n.cfg.MinCompatible)
@@ -171,6 +168,9 @@ func (n *Node) startRaft() error {
 	if err := n.restoreIfBehind(); err != nil {
 		return err
 	}
+	if err := n.checkCanRun(); err != nil { // the state may have come from a backup or snapshot
+		return err
+	}
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.ID)
 	rc.Logger = rlog
@@ -210,6 +210,19 @@ func (n *Node) restoreIfBehind() error {
 		return fmt.Errorf("open snapshot %s: %w", metas[0].ID, err)
 	}
 	return n.fsm.Restore(rc)
+}
+
+// checkCanRun refuses to start a binary that cannot run the stored active
+// version: a node never serves in a version it cannot read.
+func (n *Node) checkCanRun() error {
+	cs, err := n.fsm.Cluster()
+	if err != nil || cs.ActiveVersion == "" {
+		return err
+	}
+	if err := version.CanRun(n.cfg.BinaryVersion, n.cfg.MinCompatible, cs.ActiveVersion); err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
+	return nil
 }
 
 func (n *Node) startGossip() error {

@@ -20,8 +20,9 @@ import (
 	"time"
 )
 
-// weirBin is the binary TestMain builds.
-var weirBin string
+// weirBin is the binary TestMain builds; binDir is the directory it is
+// in, where tests may build other versions (see builds).
+var weirBin, binDir string
 
 // commandTimeout bounds one weir invocation; cluster start waits up to 60s
 // and produce retries up to 60s per request.
@@ -37,7 +38,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	weirBin = filepath.Join(dir, "weir")
+	binDir, weirBin = dir, filepath.Join(dir, "weir")
 	root, err := repoRoot()
 	if err == nil {
 		build := exec.Command("go", "build", "-o", weirBin, "./cmd/weir")
@@ -115,7 +116,13 @@ func newLocal(t *testing.T) *local {
 // run runs weir with stdin (nil: none) and returns its outcome.
 func (l *local) run(stdin []byte, args ...string) result {
 	l.t.Helper()
-	cmd := exec.Command(weirBin, args...)
+	return l.runBin(weirBin, stdin, args...)
+}
+
+// runBin is run with another weir binary.
+func (l *local) runBin(bin string, stdin []byte, args ...string) result {
+	l.t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(withoutEnv(os.Environ(), "WEIR_ADDR", "WEIR_HOME"), "WEIR_HOME="+l.home)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
@@ -148,20 +155,28 @@ func (l *local) run(stdin []byte, args ...string) result {
 // must runs weir and fails the test unless it exits 0.
 func (l *local) must(stdin []byte, args ...string) []byte {
 	l.t.Helper()
+	return l.mustBin(weirBin, stdin, args...)
+}
+
+// mustBin is must with another weir binary.
+func (l *local) mustBin(bin string, stdin []byte, args ...string) []byte {
+	l.t.Helper()
 	start := time.Now()
-	r := l.run(stdin, args...)
+	r := l.runBin(bin, stdin, args...)
+	name := filepath.Base(bin)
 	if r.code != 0 {
-		l.t.Fatalf("weir %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		l.t.Fatalf("%s %s: exit %d\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), r.code, r.stdout, r.stderr)
 	}
-	l.t.Logf("weir %s: ok in %s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond))
+	l.t.Logf("%s %s: ok in %s", name, strings.Join(args, " "), time.Since(start).Round(time.Millisecond))
 	return r.stdout
 }
 
 // localNode is the part of cluster.json the tests read.
 type localNode struct {
-	ID  string `json:"id"`
-	PID int    `json:"pid"`
-	Log string `json:"log"`
+	ID      string `json:"id"`
+	PID     int    `json:"pid"`
+	Log     string `json:"log"`
+	APIAddr string `json:"api_addr"`
 }
 
 func (l *local) nodes() []localNode {

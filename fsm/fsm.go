@@ -194,8 +194,8 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) interface{} {
 		return applyDeleteTopic(tx, body)
 	case ProduceType:
 		return applyProduce(tx, index, body)
-	case ShutdownType, NodeQuiescedType, UpgradeMarkType, ResumeType, NodeResumedType,
-		ResumeHaltedType, ResumeCompleteType, RollbackType:
+	}
+	if _, ok := phaseTable[t]; ok {
 		return applyLifecycle(tx, index, t, body)
 	}
 	if t&IgnoreUnknownTypeFlag != 0 {

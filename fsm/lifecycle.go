@@ -226,16 +226,22 @@ func mustDecode(body []byte, out any) {
 var phaseTable = map[MessageType]struct {
 	name string
 	from []Phase
+	new  func() lifecycleCommand
 }{
-	ShutdownType:       {"shutdown", []Phase{PhaseRunning}},
-	NodeQuiescedType:   {"node-quiesced", []Phase{PhaseShutdown}},
-	UpgradeMarkType:    {"upgrade", []Phase{PhaseShutdown, PhaseUpgradeMarked}}, // running too with --force
-	ResumeType:         {"resume", []Phase{PhaseShutdown, PhaseUpgradeMarked, PhaseResuming}},
-	NodeResumedType:    {"node-resumed", []Phase{PhaseResuming}},
-	ResumeHaltedType:   {"resume-halted", []Phase{PhaseResuming}},
-	ResumeCompleteType: {"resume-complete", []Phase{PhaseResuming}},
-	RollbackType:       {"rollback", []Phase{PhaseUpgradeMarked, PhaseResuming}},
+	ShutdownType:       {"shutdown", []Phase{PhaseRunning}, func() lifecycleCommand { return &ShutdownCommand{} }},
+	NodeQuiescedType:   {"node-quiesced", []Phase{PhaseShutdown}, func() lifecycleCommand { return &NodeQuiescedCommand{} }},
+	UpgradeMarkType:    {"upgrade", []Phase{PhaseShutdown, PhaseUpgradeMarked}, func() lifecycleCommand { return &UpgradeMarkCommand{} }}, // running too with --force
+	ResumeType:         {"resume", []Phase{PhaseShutdown, PhaseUpgradeMarked, PhaseResuming}, func() lifecycleCommand { return &ResumeCommand{} }},
+	NodeResumedType:    {"node-resumed", []Phase{PhaseResuming}, func() lifecycleCommand { return &NodeResumedCommand{} }},
+	ResumeHaltedType:   {"resume-halted", []Phase{PhaseResuming}, func() lifecycleCommand { return &ResumeHaltedCommand{} }},
+	ResumeCompleteType: {"resume-complete", []Phase{PhaseResuming}, func() lifecycleCommand { return &ResumeCompleteCommand{} }},
+	RollbackType:       {"rollback", []Phase{PhaseUpgradeMarked, PhaseResuming}, func() lifecycleCommand { return &RollbackCommand{} }},
 }
+
+// lifecycleCommand is every lifecycle command: each embeds Lifecycle.
+type lifecycleCommand interface{ lifecycle() *Lifecycle }
+
+func (l *Lifecycle) lifecycle() *Lifecycle { return l }
 
 // nextStep is the hint for a refused transition: what gets there from cs.
 func nextStep(cs ClusterState, t MessageType) string {
@@ -270,36 +276,10 @@ func lastCommand(cs ClusterState) string {
 
 func applyLifecycle(tx *bolt.Tx, index uint64, t MessageType, body []byte) interface{} {
 	cs := readCluster(tx)
-	var lc *Lifecycle
-	var cmd any
-	switch t {
-	case ShutdownType:
-		c := &ShutdownCommand{}
-		cmd, lc = c, &c.Lifecycle
-	case NodeQuiescedType:
-		c := &NodeQuiescedCommand{}
-		cmd, lc = c, &c.Lifecycle
-	case UpgradeMarkType:
-		c := &UpgradeMarkCommand{}
-		cmd, lc = c, &c.Lifecycle
-	case ResumeType:
-		c := &ResumeCommand{}
-		cmd, lc = c, &c.Lifecycle
-	case NodeResumedType:
-		c := &NodeResumedCommand{}
-		cmd, lc = c, &c.Lifecycle
-	case ResumeHaltedType:
-		c := &ResumeHaltedCommand{}
-		cmd, lc = c, &c.Lifecycle
-	case ResumeCompleteType:
-		c := &ResumeCompleteCommand{}
-		cmd, lc = c, &c.Lifecycle
-	case RollbackType:
-		c := &RollbackCommand{}
-		cmd, lc = c, &c.Lifecycle
-	}
-	mustDecode(body, cmd)
 	row := phaseTable[t]
+	cmd := row.new()
+	lc := cmd.lifecycle()
+	mustDecode(body, cmd)
 	noop := func(format string, args ...any) interface{} {
 		return LifecycleResult{Phase: cs.Phase, ActiveVersion: cs.ActiveVersion, TargetVersion: cs.TargetVersion, Noop: true, Message: fmt.Sprintf(format, args...)}
 	}

@@ -27,6 +27,9 @@ const (
 	maxJSONBodyBytes = 2 * record.MaxBatchBytes
 	// requestTimeout bounds how long a write waits for a leader and commit.
 	requestTimeout = 30 * time.Second
+	// strongReadWait bounds how long a strong read waits for a new leader to
+	// apply the earlier terms' entries.
+	strongReadWait = 5 * time.Second
 )
 
 func (n *Node) routes() http.Handler {
@@ -202,11 +205,35 @@ func (n *Node) readable(w http.ResponseWriter, r *http.Request) bool {
 		writeError(w, fmt.Errorf("%w: a strong read needs the leader and none is known", ErrNoLeader))
 		return false
 	}
-	if err := n.raft.VerifyLeader().Error(); err != nil {
-		writeError(w, fmt.Errorf("%w: %v", ErrNotLeader, err))
+	if err := n.strongReadReady(r.Context()); err != nil {
+		writeError(w, err)
 		return false
 	}
 	return true
+}
+
+// strongReadReady holds a strong read until this leader may serve it: its
+// state machine has applied every entry of earlier terms (a new leader may
+// not have yet: its Barrier in the leader loop says so), and it is still the
+// leader (VerifyLeader). Every entry it acknowledged itself was applied
+// before the acknowledgement, so the read then sees every acknowledged write.
+func (n *Node) strongReadReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, strongReadWait)
+	defer cancel()
+	for !n.established.Load() {
+		if n.raft.State() != raft.Leader {
+			return fmt.Errorf("%w: leadership moved before the read", ErrNotLeader)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: the new leader has not applied the earlier terms' entries yet", ErrNotLeader)
+		case <-time.After(leaderWaitPoll):
+		}
+	}
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return nil
 }
 
 func (n *Node) handleTopics(w http.ResponseWriter, r *http.Request) {

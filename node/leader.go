@@ -102,10 +102,12 @@ func (n *Node) leaderLoop(stop chan struct{}) {
 	t := time.NewTicker(leaderTick)
 	defer t.Stop()
 	established := false
+	defer n.established.Store(false)
 	var gate resumeGate
 	for {
 		if !established {
 			established = n.establish()
+			n.established.Store(established)
 		}
 		if established {
 			n.reconcile()

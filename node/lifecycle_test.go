@@ -267,6 +267,7 @@ func TestRestore_BackupIntoNewCluster(t *testing.T) {
 	l := c.leader(c.nodes)
 	createTopic(t, l, "t", 2)
 	produce(t, l, "t", "a", "b", "c", "d", "e")
+	waitEqualState(t, c.nodes) // the backup below is read from a follower
 	backup := filepath.Join(t.TempDir(), "backup.snap")
 	resp, err := http.Get(apiURL(c.nodes[1], api.PathBackup))
 	if err != nil {

@@ -78,6 +78,9 @@ type Node struct {
 	inflight  inflight    // data-plane requests being served
 	fenced    atomic.Bool // the binary cannot run the active version
 	storageOK atomic.Bool
+	// established is true while this node leads and its state machine has
+	// applied every entry of earlier terms (the leader loop's Barrier).
+	established atomic.Bool
 }
 
 // New validates cfg, opens the node's storage and starts every part. It

@@ -47,6 +47,7 @@ type CLI struct {
 	Topic   TopicCmd   `cmd:"" help:"Create, list, describe and delete topics."`
 	Produce ProduceCmd `cmd:"" help:"Write one record per input line to a topic."`
 	Consume ConsumeCmd `cmd:"" help:"Read records from a topic, one per line."`
+	Bench   BenchCmd   `cmd:"" help:"Measure produce and consume throughput and latency, and the raw-Raft ceiling."`
 }
 
 // Globals are the flags every command takes.

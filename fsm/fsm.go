@@ -53,6 +53,7 @@ const (
 type FSM struct {
 	path   string
 	logger hclog.Logger
+	opts   Options
 
 	mu sync.RWMutex // guards db against Restore swapping it
 	db *bolt.DB
@@ -63,12 +64,23 @@ type FSM struct {
 	notify   chan struct{} // closed and replaced after every applied batch
 }
 
+// Options tune the state store.
+type Options struct {
+	// NoSync skips the fsync of each commit. Only safe when the caller can
+	// tell an operating-system crash from a process crash and rebuilds the
+	// store from Raft after the former (node/durability.go does).
+	NoSync bool
+}
+
 // Open opens (creating if needed) the state store at path.
-func Open(path string, logger hclog.Logger) (*FSM, error) {
+func Open(path string, logger hclog.Logger, opts ...Options) (*FSM, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
 	f := &FSM{path: path, logger: logger, notify: make(chan struct{})}
+	if len(opts) > 0 {
+		f.opts = opts[0]
+	}
 	if err := f.open(); err != nil {
 		return nil, err
 	}
@@ -88,6 +100,7 @@ func (f *FSM) open() error {
 	if err != nil {
 		return fmt.Errorf("open state store %s: %w", f.path, err)
 	}
+	db.NoSync = f.opts.NoSync
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketTopics, bucketData, bucketProducers} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -112,7 +125,10 @@ func (f *FSM) Close() error {
 	if f.db == nil {
 		return nil
 	}
-	err := f.db.Close()
+	err := f.db.Sync()
+	if cerr := f.db.Close(); err == nil {
+		err = cerr
+	}
 	f.db = nil
 	return err
 }

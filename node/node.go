@@ -105,8 +105,11 @@ func New(cfg Config) (*Node, error) {
 }
 
 func (n *Node) start() error {
-	var err error
-	n.fsm, err = fsm.Open(filepath.Join(n.cfg.DataDir, stateFile), n.logger.Named("fsm"))
+	noSync, err := n.prepareStateStore()
+	if err != nil {
+		return err
+	}
+	n.fsm, err = fsm.Open(filepath.Join(n.cfg.DataDir, stateFile), n.logger.Named("fsm"), fsm.Options{NoSync: noSync})
 	if err != nil {
 		return err
 	}
@@ -328,7 +331,11 @@ func (n *Node) Close() error {
 			errs = append(errs, n.logStore.Close())
 		}
 		if n.fsm != nil {
-			errs = append(errs, n.fsm.Close())
+			err := n.fsm.Close()
+			if err == nil {
+				n.markStateStoreClosed()
+			}
+			errs = append(errs, err)
 		}
 		n.closeErr = errors.Join(errs...)
 	})

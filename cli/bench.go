@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -23,6 +24,23 @@ type BenchCmd struct {
 type benchTarget struct {
 	Local bool   `help:"Start a throw-away 3-node cluster in this process (temporary data, removed afterwards) instead of using --addr."`
 	Topic string `help:"Topic to use (created when missing)." default:"bench"`
+}
+
+// run starts the local cluster when asked (else uses --addr), runs fn and
+// prints its result.
+func (t benchTarget) run(g *Globals, s *Streams, p *Printer, fn func(ctx context.Context, addrs []string) (fmt.Stringer, error)) error {
+	ctx, cancel := signalContext()
+	defer cancel()
+	addrs, stop, err := t.addrs(ctx, g, s)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	res, err := fn(ctx, addrs)
+	if err != nil {
+		return err
+	}
+	return printResult(p, res)
 }
 
 // addrs starts the local cluster when asked, else resolves --addr; stop
@@ -55,25 +73,12 @@ type BenchProduceCmd struct {
 
 // Run runs the produce benchmark and prints one summary line (or JSON).
 func (c *BenchProduceCmd) Run(g *Globals, s *Streams, p *Printer) error {
-	ctx, cancel := signalContext()
-	defer cancel()
-	addrs, stop, err := c.addrs(ctx, g, s)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	res, err := bench.Produce(ctx, bench.ProduceConfig{
-		Addrs: addrs, Topic: c.Topic, Partitions: c.Partitions, Records: c.Records, Duration: c.Duration,
-		RecordSize: c.RecordSize, Producers: c.Producers, Batch: c.Batch, RatePerSec: c.Rate, Progress: progress(g, s),
+	return c.run(g, s, p, func(ctx context.Context, addrs []string) (fmt.Stringer, error) {
+		return bench.Produce(ctx, bench.ProduceConfig{
+			Addrs: addrs, Topic: c.Topic, Partitions: c.Partitions, Records: c.Records, Duration: c.Duration,
+			RecordSize: c.RecordSize, Producers: c.Producers, Batch: c.Batch, RatePerSec: c.Rate, Progress: progress(g, s),
+		})
 	})
-	if err != nil {
-		return err
-	}
-	if p.json {
-		return p.JSON(res)
-	}
-	p.Linef("%s", res)
-	return nil
 }
 
 // BenchConsumeCmd is `weir bench consume`.
@@ -85,28 +90,15 @@ type BenchConsumeCmd struct {
 
 // Run runs the consume benchmark.
 func (c *BenchConsumeCmd) Run(g *Globals, s *Streams, p *Printer) error {
-	ctx, cancel := signalContext()
-	defer cancel()
-	addrs, stop, err := c.addrs(ctx, g, s)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	if c.Local {
-		if _, err := bench.Produce(ctx, bench.ProduceConfig{Addrs: addrs, Topic: c.Topic, Partitions: 3, Records: c.Records,
-			RecordSize: 1024, Producers: 4, Batch: 100}); err != nil {
-			return err
+	return c.run(g, s, p, func(ctx context.Context, addrs []string) (fmt.Stringer, error) {
+		if c.Local {
+			if _, err := bench.Produce(ctx, bench.ProduceConfig{Addrs: addrs, Topic: c.Topic, Partitions: 3, Records: c.Records,
+				RecordSize: 1024, Producers: 4, Batch: 100}); err != nil {
+				return nil, err
+			}
 		}
-	}
-	res, err := bench.Consume(ctx, bench.ConsumeConfig{Addrs: addrs, Topic: c.Topic, Follow: c.Follow, Progress: progress(g, s)})
-	if err != nil {
-		return err
-	}
-	if p.json {
-		return p.JSON(res)
-	}
-	p.Linef("%s", res)
-	return nil
+		return bench.Consume(ctx, bench.ConsumeConfig{Addrs: addrs, Topic: c.Topic, Follow: c.Follow, Progress: progress(g, s)})
+	})
 }
 
 // BenchRaftCmd is `weir bench raft`.
@@ -129,6 +121,11 @@ func (c *BenchRaftCmd) Run(g *Globals, s *Streams, p *Printer) error {
 	if err != nil {
 		return err
 	}
+	return printResult(p, res)
+}
+
+// printResult prints a benchmark's summary line, or its JSON.
+func printResult(p *Printer, res fmt.Stringer) error {
 	if p.json {
 		return p.JSON(res)
 	}

@@ -107,11 +107,11 @@ func (n *Node) forward(ctx context.Context, leader string, cmd []byte) (interfac
 		if errors.Is(err, transport.ErrRemote) {
 			return nil, err, true
 		}
-		var ne interface{ Timeout() bool }
-		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-			return nil, fmt.Errorf("%w: forwarding to the leader at %s: %v", ErrTimeout, leader, err), true
+		if errors.Is(err, transport.ErrNotSent) || errors.Is(err, transport.ErrClosed) {
+			return nil, err, false // the leader never saw it: retry against the current leader
 		}
-		return nil, err, false
+		// The request may have reached the leader and been applied.
+		return nil, fmt.Errorf("%w: forwarding to the leader at %s: %v; the outcome is unknown", ErrTimeout, leader, err), true
 	}
 	var rep rpcReply
 	if err := codec.NewDecoderBytes(buf, rpcHandle).Decode(&rep); err != nil {

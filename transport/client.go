@@ -62,7 +62,7 @@ func (c *Client) Call(ctx context.Context, addr string, method uint8, body []byt
 	for {
 		conn, reused, err := c.get(ctx, addr)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
 		}
 		resp, sent, err := c.roundTrip(ctx, conn, addr, method, body)
 		if err == nil {
@@ -89,6 +89,9 @@ func (c *Client) Call(ctx context.Context, addr string, method uint8, body []byt
 			// written (for example, closed by a Faults cut while idle): the
 			// handler cannot have run, so try another connection.
 			continue
+		}
+		if !sent {
+			return nil, fmt.Errorf("transport: call %s method %d: %w: %w", addr, method, ErrNotSent, err)
 		}
 		return nil, fmt.Errorf("transport: call %s method %d: %w", addr, method, err)
 	}

@@ -86,6 +86,12 @@ var (
 	// *RemoteError, which wraps ErrRemote and carries the remote message.
 	ErrRemote = errors.New("transport: remote error")
 
+	// ErrNotSent means a Call failed before its whole request reached the
+	// remote side (the dial failed, or the connection broke mid-write), so
+	// the handler certainly did not run and the call is safe to retry. Any
+	// other Call failure may have run the handler: its outcome is unknown.
+	ErrNotSent = errors.New("transport: request not sent")
+
 	// ErrPartitioned means Faults refused a dial because the two addresses
 	// are on different sides of a simulated partition.
 	ErrPartitioned = errors.New("transport: partitioned")

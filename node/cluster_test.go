@@ -371,6 +371,18 @@ func TestCluster_NodeOfAnotherClusterRefused(t *testing.T) {
 	c := newTestCluster(t, 3)
 	other := newTestNode(t, "x1", nil) // a single-node cluster of its own
 	c.waitReady([]*Node{other})
+	// The seed must know its cluster's id from gossip before a stranger
+	// comes: until then there is nothing to compare (and the leader still
+	// would never add a node with another cluster id as a voter).
+	waitFor(t, testTimeout, "cluster ids in the seed's gossip view", func() bool {
+		id, n := c.nodes[0].clusterID(), 0
+		for _, p := range c.nodes[0].peers() {
+			if p.ClusterID == id {
+				n++
+			}
+		}
+		return n == 3
+	})
 	if other.clusterID() == c.nodes[0].clusterID() {
 		t.Fatal("two clusters share an id")
 	}

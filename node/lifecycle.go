@@ -74,9 +74,14 @@ func (n *Node) dataPlaneErr() error {
 func (n *Node) lifecycleLoop() {
 	defer n.wg.Done()
 	acked := uint64(0)
+	lastID := n.clusterID()
 	for {
 		ch := n.fsm.Changed()
 		cs, err := n.fsm.Cluster()
+		if err == nil && cs.ClusterID != lastID {
+			lastID = cs.ClusterID
+			n.kick() // publish the cluster id by gossip now, not at the next tick
+		}
 		if err == nil {
 			if cs.ActiveVersion != "" {
 				if err := version.CanRun(n.cfg.BinaryVersion, n.cfg.MinCompatible, cs.ActiveVersion); err != nil {

@@ -88,6 +88,15 @@ func (c *testCluster) restartAll(v string) {
 	for _, n := range old {
 		c.nodes = append(c.nodes, c.restart(n, v))
 	}
+	// Shut down, the nodes do not serve; wait until each knows the leader.
+	waitFor(c.t, testTimeout, "every restarted node to know the leader", func() bool {
+		for _, n := range c.nodes {
+			if addr, _ := n.raft.LeaderWithID(); addr == "" {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func (c *testCluster) restart(n *Node, v string) *Node {

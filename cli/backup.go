@@ -299,26 +299,13 @@ func nodeIDs(lc *LocalCluster) []string {
 // notRestored says what a restored cluster still lacks: a leader, the
 // backup's cluster id, and every local node a voter alive in gossip.
 func notRestored(lc *LocalCluster, st *api.StatusResponse, clusterID string) string {
-	if st.Leader == "" {
-		return "no leader elected yet"
-	}
-	if st.ClusterID != clusterID {
+	if st.Leader != "" && st.ClusterID != clusterID {
 		return fmt.Sprintf("%s reports cluster %s, not the backup's %s", st.Node, orDash(st.ClusterID), clusterID)
 	}
-	seen := map[string]api.NodeStatus{}
-	for _, n := range st.Nodes {
-		seen[n.ID] = n
-	}
-	for _, n := range lc.Nodes {
-		ns, ok := seen[n.ID]
-		switch {
-		case !ok:
-			return n.ID + " has not joined yet"
-		case ns.RaftSuffrage != "voter":
-			return fmt.Sprintf("%s is not a voter yet (suffrage %s)", n.ID, orDash(ns.RaftSuffrage))
-		case ns.GossipState != "alive":
-			return fmt.Sprintf("%s is not alive in gossip yet (gossip %s)", n.ID, orDash(ns.GossipState))
+	return lacking(lc, st, func(id string, ns api.NodeStatus) string {
+		if ns.RaftSuffrage != "voter" {
+			return fmt.Sprintf("%s is not a voter yet (suffrage %s)", id, orDash(ns.RaftSuffrage))
 		}
-	}
-	return ""
+		return ""
+	})
 }

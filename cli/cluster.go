@@ -171,6 +171,17 @@ func waitCluster(lc *LocalCluster, exits <-chan nodeExit, deadline time.Duration
 // data plane open (running), every node must also serve. In phase shutdown
 // or upgrade-marked the nodes serve only the control plane.
 func notReady(lc *LocalCluster, st *api.StatusResponse) string {
+	return lacking(lc, st, func(id string, ns api.NodeStatus) string {
+		if dataPlaneOpen(st.Phase) && !ns.Serving {
+			return fmt.Sprintf("%s is not serving yet (raft %s, gossip %s)", id, orDash(ns.RaftState), orDash(ns.GossipState))
+		}
+		return ""
+	})
+}
+
+// lacking says what the local cluster still lacks in st, or "": a leader,
+// every local node known, passing check (nil: no check) and alive in gossip.
+func lacking(lc *LocalCluster, st *api.StatusResponse, check func(id string, ns api.NodeStatus) string) string {
 	if st.Leader == "" {
 		return "no leader elected yet"
 	}
@@ -180,12 +191,15 @@ func notReady(lc *LocalCluster, st *api.StatusResponse) string {
 	}
 	for _, n := range lc.Nodes {
 		ns, ok := seen[n.ID]
-		switch {
-		case !ok:
+		if !ok {
 			return n.ID + " has not joined yet"
-		case dataPlaneOpen(st.Phase) && !ns.Serving:
-			return fmt.Sprintf("%s is not serving yet (raft %s, gossip %s)", n.ID, orDash(ns.RaftState), orDash(ns.GossipState))
-		case ns.GossipState != "alive":
+		}
+		if check != nil {
+			if why := check(n.ID, ns); why != "" {
+				return why
+			}
+		}
+		if ns.GossipState != "alive" {
 			return fmt.Sprintf("%s is not alive in gossip yet (gossip %s)", n.ID, orDash(ns.GossipState))
 		}
 	}

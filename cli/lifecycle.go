@@ -704,26 +704,12 @@ func startOnThisBinary(g *Globals, say func(string, ...any), lc *LocalCluster) e
 // can ask it: a leader, every local node alive in gossip, and the nodes just
 // started on this binary showing its version.
 func upOnBinary(lc *LocalCluster, st *api.StatusResponse, started []*LocalNode) string {
-	if st.Leader == "" {
-		return "no leader elected yet"
-	}
-	seen := map[string]api.NodeStatus{}
-	for _, n := range st.Nodes {
-		seen[n.ID] = n
-	}
-	for _, n := range lc.Nodes {
-		ns, ok := seen[n.ID]
-		switch {
-		case !ok:
-			return n.ID + " has not joined yet"
-		case ns.GossipState != "alive":
-			return fmt.Sprintf("%s is not alive in gossip yet (gossip %s)", n.ID, orDash(ns.GossipState))
+	return lacking(lc, st, func(id string, ns api.NodeStatus) string {
+		for _, s := range started {
+			if s.ID == id && ns.BinaryVersion != version.Version {
+				return fmt.Sprintf("%s still shows weir %s in gossip", id, orDash(ns.BinaryVersion))
+			}
 		}
-	}
-	for _, n := range started {
-		if v := seen[n.ID].BinaryVersion; v != version.Version {
-			return fmt.Sprintf("%s still shows weir %s in gossip", n.ID, orDash(v))
-		}
-	}
-	return ""
+		return ""
+	})
 }

@@ -14,6 +14,7 @@ const (
 	CodeOffsetOutOfRange   = "OFFSET_OUT_OF_RANGE" // below log start or past the end
 	CodeCorruptBatch       = "CORRUPT_BATCH"       // binary body does not decode
 	CodeStaleSequence      = "STALE_SEQUENCE"      // an idempotent producer's sequence older than its last
+	CodeSequenceGap        = "SEQUENCE_GAP"        // an idempotent producer skipped sequences
 	CodeNoLeader           = "NO_LEADER"           // no leader known; retry
 	CodeNotLeader          = "NOT_LEADER"          // this node lost leadership mid-request; retry
 	CodeNoQuorum           = "NO_QUORUM"           // a quorum of voters is not reachable

@@ -18,6 +18,7 @@ var (
 	ErrRecordTooLarge    = errors.New("record too large")
 	ErrCorruptBatch      = errors.New("corrupt batch")
 	ErrStaleSequence     = errors.New("stale producer sequence")
+	ErrSequenceGap       = errors.New("producer sequence gap")
 	ErrClusterShutDown   = errors.New("cluster shut down")
 	ErrWrongPhase        = errors.New("wrong lifecycle phase")
 	ErrWrongCluster      = errors.New("wrong cluster")

@@ -238,8 +238,18 @@ func TestProduce_IdempotentProducer(t *testing.T) {
 	a.apply(ProduceType, cmd)
 	cmd.Seq = 1
 	wantKind(t, a.apply(ProduceType, cmd), ErrStaleSequence)
-	if got := readAll(t, a.f, "t", 0, 0); len(got) != 2 {
-		t.Fatalf("records %v, want 2", got)
+	cmd.Seq = 4 // 3 was never written
+	wantKind(t, a.apply(ProduceType, cmd), ErrSequenceGap)
+	cmd.Seq = 3
+	if r := a.apply(ProduceType, cmd).(ProduceResult); r.Duplicate {
+		t.Fatal("the next sequence after a gap refusal was taken as a retry")
+	}
+	// A producer the state does not know (new, or forgotten) may start anywhere.
+	if _, ok := a.apply(ProduceType, ProduceCommand{Topic: "t", ProducerID: "p9", Seq: 7, Batches: []PartitionBatch{batch(0, "x")}}).(ProduceResult); !ok {
+		t.Fatal("an unknown producer starting at 7 was refused")
+	}
+	if got := readAll(t, a.f, "t", 0, 0); len(got) != 4 {
+		t.Fatalf("records %v, want 4", got)
 	}
 }
 

@@ -67,6 +67,10 @@ func applyProduce(tx *bolt.Tx, index uint64, body []byte) interface{} {
 			return reject(ErrStaleSequence, "a producer sends its requests one at a time; start a new producer id",
 				"producer %q sent sequence %d after %d", cmd.ProducerID, cmd.Seq, prev.Seq)
 		}
+		if ok && cmd.Seq > prev.Seq+1 {
+			return reject(ErrSequenceGap, fmt.Sprintf("send sequence %d next (a sequence advances only when its request was written), or start a new producer id", prev.Seq+1),
+				"producer %q sent sequence %d after %d: %d to %d are missing", cmd.ProducerID, cmd.Seq, prev.Seq, prev.Seq+1, cmd.Seq-1)
+		}
 	}
 	crc := version.Enabled(GateBatchCRC, readCluster(tx).ActiveVersion)
 	res := ProduceResult{Bases: make([]uint64, len(cmd.Batches))}

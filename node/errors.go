@@ -42,6 +42,7 @@ var errorTable = []struct {
 	{fsm.ErrCorruptBatch, api.CodeCorruptBatch, http.StatusBadRequest, ""},
 	{record.ErrCorrupt, api.CodeCorruptBatch, http.StatusBadRequest, "send frames as in the record package: uvarint(len(key)+1) key uvarint(len(value)) value"},
 	{fsm.ErrStaleSequence, api.CodeStaleSequence, http.StatusConflict, ""},
+	{fsm.ErrSequenceGap, api.CodeSequenceGap, http.StatusConflict, ""},
 	{fsm.ErrClusterShutDown, api.CodeClusterShutDown, http.StatusServiceUnavailable, ""},
 	{fsm.ErrWrongPhase, api.CodeWrongPhase, http.StatusConflict, ""},
 	{fsm.ErrVersionRefused, api.CodeVersionRefused, http.StatusConflict, ""},

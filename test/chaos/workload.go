@@ -49,6 +49,8 @@ type producerSlot struct {
 	process int
 	id      string
 	seq     uint64
+	n       uint64 // values written by this slot: p<process>-<n> stays unique
+	advance bool   // the next op takes a new sequence (false after a definite failure)
 	rng     *rand.Rand
 	started bool
 }
@@ -79,14 +81,21 @@ func (w *workload) producer(ctx context.Context, slot int) {
 		st.id = fmt.Sprintf("%s-p%d", w.runID, st.process)
 	}
 	rng, process, seq, producerID := st.rng, st.process, st.seq, st.id
-	defer func() { st.process, st.seq, st.id = process, seq, producerID }()
+	n, advance := st.n, st.advance || st.seq == 0
+	defer func() { st.process, st.seq, st.id, st.n, st.advance = process, seq, producerID, n, advance }()
 	newProcess := func() {
 		producerID = fmt.Sprintf("%s-p%d", w.runID, process)
 		seq = 0
 	}
+	// A sequence advances only past a request that may have been written: a
+	// definitely failed one leaves its number to the next request (the state
+	// machine refuses a gap). Values stay unique through their own counter.
 	for ctx.Err() == nil {
-		seq++
-		value := fmt.Sprintf("p%d-%d", process, seq)
+		if advance {
+			seq++
+		}
+		n++
+		value := fmt.Sprintf("p%d-%d", process, n)
 		partition := rng.Intn(w.partitions)
 		first := rng.Intn(len(w.nodes))
 		inv := checker.Op{Process: process, Type: checker.Invoke, F: checker.Produce, Partition: partition, Value: value,
@@ -95,6 +104,7 @@ func (w *workload) producer(ctx context.Context, slot int) {
 		done := w.produceOp(rng, first, partition, value, producerID, seq)
 		done.Process, done.F, done.Partition, done.Value, done.Producer, done.Seq = process, checker.Produce, partition, value, producerID, seq
 		w.rec.add(done)
+		advance = done.Type != checker.Fail
 		if done.Type == checker.Info {
 			// Its outcome is unknown: retire it, a new process takes over.
 			process += w.producers

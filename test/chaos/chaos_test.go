@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weir-streaming/weir/test/testenv"
 )
 
 // Environment of the chaos tests (docs/chaos.md):
@@ -96,7 +98,7 @@ func TestChaos_Lifecycle(t *testing.T) {
 		duration = d
 	}
 	lock(t)
-	root := repoRoot(t)
+	root := mustRoot(t)
 	image := ensureImage(t, root, imageVersion)
 	target := ensureImage(t, root, targetVersion)
 	dir := artifactDir(t, seed)
@@ -205,7 +207,7 @@ func countsText(s *Summary) string {
 func runChaos(t *testing.T, seed int64, nodes int, duration time.Duration, faults []string) *Summary {
 	t.Helper()
 	lock(t)
-	root := repoRoot(t)
+	root := mustRoot(t)
 	image := ensureImage(t, root, imageVersion)
 	dir := artifactDir(t, seed)
 	t.Logf("chaos: artifacts in %s", dir)
@@ -273,21 +275,11 @@ func artifactDir(t *testing.T, seed int64) string {
 	return dir
 }
 
-// repoRoot walks up from the test's directory to the one holding go.mod.
-func repoRoot(t *testing.T) string {
+func mustRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
+	return root
 }

@@ -13,7 +13,6 @@ package chaos
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -23,6 +22,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/weir-streaming/weir/test/testenv"
 )
 
 // Defaults of the generated compose cluster: its own project, bridge
@@ -89,17 +90,8 @@ func DockerAvailable(ctx context.Context) error {
 	return nil
 }
 
-// FindCompose returns the compose command as argv: `docker compose` when the
-// plugin works, else the standalone `docker-compose` (as the Makefile does).
-func FindCompose(ctx context.Context) ([]string, error) {
-	for _, c := range [][]string{{"docker", "compose"}, {"docker-compose"}} {
-		args := append(append([]string{}, c[1:]...), "version")
-		if _, err := run(ctx, probeTimeout, "", nil, c[0], args...); err == nil {
-			return c, nil
-		}
-	}
-	return nil, errors.New(`neither "docker compose" nor "docker-compose" works`)
-}
+// FindCompose returns the compose command as argv (testenv.FindCompose).
+var FindCompose = testenv.FindCompose
 
 // NewCluster writes the compose file for cfg; Up starts it.
 func NewCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {

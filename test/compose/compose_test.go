@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weir-streaming/weir/test/testenv"
 )
 
 const (
@@ -66,12 +67,15 @@ func TestCompose_ProduceConsume(t *testing.T) {
 	if out, err := run(t.Context(), probeTimeout, "", nil, "docker", "info", "--format", "{{.ServerVersion}}"); err != nil {
 		t.Skipf("docker engine not reachable: docker info: %v: %s", err, firstLine(out))
 	}
-	compose, err := findCompose(t.Context())
+	compose, err := testenv.FindCompose(t.Context())
 	if err != nil {
 		t.Skipf("docker engine not reachable: %v", err)
 	}
 
-	root := repoRoot(t)
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	bin := filepath.Join("bin", "weir-linux-"+runtime.GOARCH)
 	weir := filepath.Join(root, bin)
 	env := append(os.Environ(), "WEIR_VERSION="+imageTag)
@@ -209,37 +213,6 @@ func run(parent context.Context, timeout time.Duration, dir string, env []string
 		err = fmt.Errorf("%s %s: timed out after %v: %w", name, strings.Join(args, " "), timeout, err)
 	}
 	return out, err
-}
-
-// findCompose returns the compose command as argv: `docker compose` when the
-// plugin works, else the standalone `docker-compose`.
-func findCompose(ctx context.Context) ([]string, error) {
-	for _, c := range [][]string{{"docker", "compose"}, {"docker-compose"}} {
-		args := append(append([]string{}, c[1:]...), "version")
-		if _, err := run(ctx, probeTimeout, "", nil, c[0], args...); err == nil {
-			return c, nil
-		}
-	}
-	return nil, errors.New(`neither "docker compose" nor "docker-compose" works`)
-}
-
-// repoRoot walks up from the test's directory to the one holding go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
 }
 
 // waitFor polls cond until it holds or the deadline passes; the last status

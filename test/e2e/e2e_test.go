@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weir-streaming/weir/test/testenv"
 )
 
 // weirBin is the binary TestMain builds; binDir is the directory it is
@@ -39,7 +41,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir, weirBin = dir, filepath.Join(dir, "weir")
-	root, err := repoRoot()
+	root, err := testenv.RepoRoot()
 	if err == nil {
 		build := exec.Command("go", "build", "-o", weirBin, "./cmd/weir")
 		build.Dir = root
@@ -56,24 +58,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// repoRoot walks up from the working directory to go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // local is a local cluster under its own WEIR_HOME.

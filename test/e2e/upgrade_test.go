@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/weir-streaming/weir/test/testenv"
 )
 
 // The two releases the upgrade tests run: the same source built twice with
@@ -47,7 +49,7 @@ func builds(t *testing.T) (older, newer string) {
 		t.Skip("e2e: runs real node processes")
 	}
 	buildsOnce.Do(func() {
-		root, err := repoRoot()
+		root, err := testenv.RepoRoot()
 		if err != nil {
 			buildsErr = err
 			return

@@ -100,7 +100,11 @@ func (f *FSM) open() error {
 	if err != nil {
 		return fmt.Errorf("open state store %s: %w", f.path, err)
 	}
+	// Without fsync on commit, growing the file must not fsync either:
+	// bbolt's grow syncs the whole file, which would write out every page
+	// dirtied since the last grow (up to AllocSize) inside one Apply.
 	db.NoSync = f.opts.NoSync
+	db.NoGrowSync = f.opts.NoSync
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketTopics, bucketData, bucketProducers} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {

@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"bytes"
 	"fmt"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
@@ -30,14 +29,36 @@ var msgpackHandle = func() *codec.MsgpackHandle {
 	return h
 }()
 
-// Encode writes a command: its type byte followed by the msgpack body.
+// Encode writes a command: its type byte followed by the msgpack body, in
+// one allocation sized for the command (a produce entry carries up to
+// record.MaxBatchBytes of frames; growing a buffer to that copies it over
+// and over).
 func Encode(t MessageType, msg any) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteByte(byte(t))
-	if err := codec.NewEncoder(&buf, msgpackHandle).Encode(msg); err != nil {
+	buf := make([]byte, 1, 1+encodedSizeHint(msg))
+	buf[0] = byte(t)
+	body := buf[1:1] // the encoder appends here, in buf's array while it fits
+	if err := codec.NewEncoderBytes(&body, msgpackHandle).Encode(msg); err != nil {
 		return nil, fmt.Errorf("encode command %d: %w", t, err)
 	}
-	return buf.Bytes(), nil
+	if cap(body) == cap(buf)-1 { // it fit: body is buf[1:]
+		return buf[:1+len(body)], nil
+	}
+	return append(buf, body...), nil
+}
+
+// encodedSizeHint is at least the msgpack size of a produce command (field
+// names, headers and frames) and a small guess for every other command.
+func encodedSizeHint(msg any) int {
+	const overhead = 128
+	cmd, ok := msg.(ProduceCommand)
+	if !ok {
+		return overhead
+	}
+	n := overhead + len(cmd.Topic) + len(cmd.ProducerID)
+	for _, b := range cmd.Batches {
+		n += 48 + len(b.Data)
+	}
+	return n
 }
 
 // decode reads a command body; a body that does not decode is a bug in the

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -480,4 +483,30 @@ func FuzzReadHeader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		copySnapshot(bytes.NewReader(data), io.Discard)
 	})
+}
+
+// TestEncodeProduceFitsItsHint: Encode writes a produce entry in place only
+// when the hint is an upper bound of its size, so check it is across sizes.
+func TestEncodeProduceFitsItsHint(t *testing.T) {
+	for _, n := range []int{0, 1, 10, 100, 1000} {
+		cmd := ProduceCommand{Topic: "topic", ProducerID: strings.Repeat("p", 64), Seq: math.MaxUint64, At: math.MinInt64}
+		for p := range 4 {
+			var data []byte
+			for range n {
+				data = record.Append(data, []byte("key"), bytes.Repeat([]byte{'v'}, 1024))
+			}
+			cmd.Batches = append(cmd.Batches, PartitionBatch{Partition: p + 1<<30, Count: n + 1<<30, Data: data})
+		}
+		buf, err := Encode(ProduceType, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(buf)-1 > encodedSizeHint(cmd) {
+			t.Errorf("%d records per batch: encoded %d bytes, hint %d", n, len(buf)-1, encodedSizeHint(cmd))
+		}
+		var back ProduceCommand
+		if err := decode(buf[1:], &back); err != nil || !reflect.DeepEqual(back, cmd) {
+			t.Fatalf("%d records per batch: round trip differs (err %v)", n, err)
+		}
+	}
 }

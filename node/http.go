@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"net/http"
 	"net/url"
@@ -56,12 +55,12 @@ func (n *Node) routes() http.Handler {
 	return mux
 }
 
+// writeJSON answers with v as compact JSON, one line (`| jq` pretty-prints):
+// indenting a produce answer cost 1.5% of the node's CPU.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 func writeError(w http.ResponseWriter, err error) {
@@ -349,7 +348,7 @@ func (n *Node) submit(ctx context.Context, t fsm.MessageType, msg any) (interfac
 	return n.propose(ctx, cmd)
 }
 
-// rr spreads unkeyed records of non-idempotent producers.
+// rr spreads the requests of non-idempotent producers over partitions.
 var rr atomic.Uint64
 
 func (n *Node) handleProduce(w http.ResponseWriter, r *http.Request) {
@@ -359,7 +358,7 @@ func (n *Node) handleProduce(w http.ResponseWriter, r *http.Request) {
 	}
 	defer n.inflight.begin()()
 	topic := r.PathValue("name")
-	recs, err := readProduceBody(r)
+	recs, frames, err := readProduceBody(r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -397,40 +396,10 @@ func (n *Node) handleProduce(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// Place each record: pinned, by key hash, or round robin. An
-	// idempotent producer's round robin starts from its sequence, so a retry
-	// is placed exactly as the first attempt was.
-	parts := len(ti.Partitions)
-	next := rr.Add(uint64(len(recs))) - uint64(len(recs))
-	if producer != "" {
-		next = seq * uint64(len(recs))
-	}
-	type slot struct{ batch, index int }
-	where := make([]slot, len(recs))
-	batchOf := map[int]int{}
-	var batches []fsm.PartitionBatch
-	for i, rec := range recs {
-		p := pinned
-		if p < 0 {
-			if rec.Key != nil {
-				h := fnv.New32a()
-				h.Write(rec.Key)
-				p = int(h.Sum32() % uint32(parts))
-			} else {
-				p = int(next % uint64(parts))
-				next++
-			}
-		}
-		b, ok := batchOf[p]
-		if !ok {
-			b = len(batches)
-			batchOf[p] = b
-			batches = append(batches, fsm.PartitionBatch{Partition: p})
-		}
-		where[i] = slot{b, batches[b].Count}
-		batches[b].Count++
-		batches[b].Data = record.Append(batches[b].Data, rec.Key, rec.Value)
-	}
+	batches, where := Place(Placement{
+		Records: recs, Frames: frames, Partitions: len(ti.Partitions), Pinned: pinned,
+		Sticky: StickyPartition(len(ti.Partitions), producer, seq, rr.Add(1)),
+	})
 	res, err := n.submit(r.Context(), fsm.ProduceType, fsm.ProduceCommand{
 		Topic: topic, ProducerID: producer, Seq: seq, At: time.Now().UnixMilli(), Batches: batches,
 	})
@@ -441,36 +410,42 @@ func (n *Node) handleProduce(w http.ResponseWriter, r *http.Request) {
 	bases := res.(fsm.ProduceResult).Bases
 	out := api.ProduceResponse{Offsets: make([]api.RecordPosition, len(recs))}
 	for i, s := range where {
-		out.Offsets[i] = api.RecordPosition{Partition: batches[s.batch].Partition, Offset: bases[s.batch] + uint64(s.index)}
+		out.Offsets[i] = api.RecordPosition{Partition: batches[s.Batch].Partition, Offset: bases[s.Batch] + uint64(s.Index)}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
 // readProduceBody decodes a produce body, binary or JSON, and checks sizes.
-func readProduceBody(r *http.Request) ([]record.Record, error) {
+// A binary body is also returned whole (frames), validated, for Place to
+// hand through.
+func readProduceBody(r *http.Request) (recs []record.Record, frames []byte, err error) {
 	if r.Header.Get("Content-Type") == api.ContentTypeRecords {
-		body, err := io.ReadAll(io.LimitReader(r.Body, record.MaxBatchBytes+1))
+		if r.ContentLength > record.MaxBatchBytes {
+			return nil, nil, fmt.Errorf("%w: the request is over %d bytes", record.ErrTooLarge, record.MaxBatchBytes)
+		}
+		body, err := readBody(r.Body, r.ContentLength, record.MaxBatchBytes+1)
 		if err != nil {
-			return nil, badRequest("reading the body: %v", err)
+			return nil, nil, badRequest("reading the body: %v", err)
 		}
 		if len(body) > record.MaxBatchBytes {
-			return nil, fmt.Errorf("%w: the request is over %d bytes", record.ErrTooLarge, record.MaxBatchBytes)
+			return nil, nil, fmt.Errorf("%w: the request is over %d bytes", record.ErrTooLarge, record.MaxBatchBytes)
 		}
-		if _, err := record.Validate(body); err != nil {
-			return nil, err
+		n, err := record.Validate(body)
+		if err != nil {
+			return nil, nil, err
 		}
-		var recs []record.Record
+		recs = make([]record.Record, 0, n)
 		rd := record.NewReader(body)
 		for rec, ok := rd.Next(); ok; rec, ok = rd.Next() {
 			recs = append(recs, rec)
 		}
-		return recs, nil
+		return recs, body, nil
 	}
 	var req api.ProduceRequest
 	if err := decodeJSON(r, &req); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	recs := make([]record.Record, len(req.Records))
+	recs = make([]record.Record, len(req.Records))
 	total := 0
 	for i, pr := range req.Records {
 		recs[i].Value = []byte(pr.Value)
@@ -479,14 +454,28 @@ func readProduceBody(r *http.Request) ([]record.Record, error) {
 		}
 		size := len(recs[i].Key) + len(recs[i].Value)
 		if size > record.MaxRecordBytes {
-			return nil, fmt.Errorf("%w: record %d is %d bytes, the limit is %d", record.ErrTooLarge, i, size, record.MaxRecordBytes)
+			return nil, nil, fmt.Errorf("%w: record %d is %d bytes, the limit is %d", record.ErrTooLarge, i, size, record.MaxRecordBytes)
 		}
 		total += record.FrameSize(recs[i].Key, recs[i].Value)
 	}
 	if total > record.MaxBatchBytes {
-		return nil, fmt.Errorf("%w: the request is over %d bytes", record.ErrTooLarge, record.MaxBatchBytes)
+		return nil, nil, fmt.Errorf("%w: the request is over %d bytes", record.ErrTooLarge, record.MaxBatchBytes)
 	}
-	return recs, nil
+	return recs, nil, nil
+}
+
+// readBody reads at most limit bytes, in one allocation when the sender
+// declared the length.
+func readBody(body io.Reader, declared, limit int64) ([]byte, error) {
+	if declared < 0 || declared >= limit {
+		return io.ReadAll(io.LimitReader(body, limit))
+	}
+	// net/http stops a body at its Content-Length.
+	buf := make([]byte, declared)
+	if _, err := io.ReadFull(body, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
 }
 
 func queryInt(q url.Values, name string, def, min, max int) (int, error) {

@@ -24,17 +24,9 @@ import (
 	"github.com/weir-streaming/weir/transport"
 )
 
-// Weir's Raft settings, copied from node/node.go and node/config.go (they
-// are unexported there). Keep them in step: the ceiling is only a ceiling
-// of Weir if it runs Raft the way a node does.
+// The ceiling runs Raft exactly as a node does: node.OpenRaftStorage,
+// node.NewRaftTransport and node.RaftConfig with the default timings.
 const (
-	weirLogCacheEntries   = 512
-	weirSnapshotsRetained = 2
-	weirRaftMaxPool       = 3
-	weirRaftIOTimeout     = 10 * time.Second
-	weirSnapshotThreshold = 8192
-	weirTrailingLogs      = 10240
-	weirSnapshotInterval  = 30 * time.Second
 	// ceilingApplyTimeout is the enqueue timeout of one Apply, node's
 	// applyTimeout.
 	ceilingApplyTimeout = 10 * time.Second
@@ -52,8 +44,9 @@ type RaftCeilingConfig struct {
 	// ends at whichever comes first; neither set means DefaultDuration.
 	Entries  int
 	Duration time.Duration
-	// Batch records of RecordSize bytes make one entry, spread over
-	// Partitions (1 when 0) as a node spreads an unkeyed request.
+	// Batch records of RecordSize bytes make one entry, placed over
+	// Partitions (1 when 0) as a node places an unkeyed request
+	// (node.Place: one partition per request).
 	Batch      int
 	RecordSize int
 	Partitions int
@@ -195,34 +188,14 @@ func startRaftNode(dir, id string, logger hclog.Logger, newFSM stateMachine) (*r
 		return nil, err
 	}
 	rn := &raftNode{mux: mux, fsm: sm}
-	rn.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	rs, err := node.OpenRaftStorage(dir, logger)
 	if err != nil {
 		return rn, err
 	}
-	logs, err := raft.NewLogCache(weirLogCacheEntries, rn.store)
-	if err != nil {
-		return rn, err
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), weirSnapshotsRetained, logger)
-	if err != nil {
-		return rn, err
-	}
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: mux.RaftLayer(), MaxPool: weirRaftMaxPool, Timeout: weirRaftIOTimeout, Logger: logger,
-	})
-	conf := raft.DefaultConfig()
-	conf.LocalID = raft.ServerID(id)
-	conf.Logger = logger
-	conf.HeartbeatTimeout = node.DefaultHeartbeatTimeout
-	conf.ElectionTimeout = node.DefaultElectionTimeout
-	conf.LeaderLeaseTimeout = node.DefaultLeaderLeaseTimeout
-	conf.CommitTimeout = node.DefaultCommitTimeout
-	conf.SnapshotThreshold = weirSnapshotThreshold
-	conf.TrailingLogs = weirTrailingLogs
-	conf.SnapshotInterval = weirSnapshotInterval
-	conf.NoSnapshotRestoreOnStart = true
-	conf.BatchApplyCh = true
-	rn.raft, err = raft.NewRaft(conf, sm, logs, rn.store, snaps, trans)
+	rn.store = rs.Store
+	trans := node.NewRaftTransport(mux.RaftLayer(), logger)
+	conf := node.RaftConfig(node.Config{ID: id}, logger)
+	rn.raft, err = raft.NewRaft(conf, sm, rs.Logs, rn.store, rs.Snaps, trans)
 	if err != nil {
 		_ = trans.Close()
 		return rn, err
@@ -400,18 +373,14 @@ const renumberBase = 1 << 32
 
 // ceilingEntry is the Raft entry a node proposes for one request of Produce
 // with cfg's sizes: a ProduceCommand of an idempotent producer whose unkeyed
-// records are spread round-robin over the partitions, as node/http.go places
-// them, encoded with fsm.Encode. seqPos is where its sequence sits.
+// records are placed by node.Place, as a node places them, encoded with
+// fsm.Encode. seqPos is where its sequence sits.
 func ceilingEntry(cfg RaftCeilingConfig, producer uint64) (entry []byte, seqPos int, err error) {
 	id := make([]byte, producerIDBytes)
 	_, _ = rand.Read(id)
 	val := make([]byte, cfg.RecordSize)
 	_, _ = rand.Read(val)
-	cmd := produceCommand(DefaultTopic, hex.EncodeToString(id), renumberBase, cfg.Batch, cfg.Partitions, val)
-	// Each producer starts its round robin elsewhere, as sequences do.
-	for i := range cmd.Batches {
-		cmd.Batches[i].Partition = (cmd.Batches[i].Partition + int(producer)) % cfg.Partitions
-	}
+	cmd := produceCommand(DefaultTopic, hex.EncodeToString(id), renumberBase+producer, cfg.Batch, cfg.Partitions, val)
 	entry, err = fsm.Encode(fsm.ProduceType, cmd)
 	if err != nil {
 		return nil, 0, err
@@ -443,22 +412,17 @@ func renumber(entry []byte, seqPos int, seq uint64) []byte {
 // produceCommand builds the command a node makes of a request of n records
 // of val.
 func produceCommand(topic, producer string, seq uint64, n, partitions int, val []byte) fsm.ProduceCommand {
-	cmd := fsm.ProduceCommand{Topic: topic, ProducerID: producer, Seq: seq, At: time.Now().UnixMilli()}
-	batchOf := map[int]int{}
-	next := seq * uint64(n)
-	for range n {
-		p := int(next % uint64(partitions))
-		next++
-		b, ok := batchOf[p]
-		if !ok {
-			b = len(cmd.Batches)
-			batchOf[p] = b
-			cmd.Batches = append(cmd.Batches, fsm.PartitionBatch{Partition: p})
-		}
-		cmd.Batches[b].Count++
-		cmd.Batches[b].Data = record.Append(cmd.Batches[b].Data, nil, val)
+	recs := make([]record.Record, n)
+	var body []byte
+	for i := range recs {
+		recs[i].Value = val
+		body = record.Append(body, nil, val)
 	}
-	return cmd
+	batches, _ := node.Place(node.Placement{
+		Records: recs, Frames: body, Partitions: partitions, Pinned: -1,
+		Sticky: node.StickyPartition(partitions, producer, seq, 0),
+	})
+	return fsm.ProduceCommand{Topic: topic, ProducerID: producer, Seq: seq, At: time.Now().UnixMilli(), Batches: batches}
 }
 
 // noopFSM is the ceiling's state machine: Raft's cost only.

@@ -33,9 +33,9 @@ const (
 	raftFile    = "raft.db"
 	snapshotDir = "snapshots"
 
-	snapshotsRetained   = 2
-	logCacheEntries     = 512
-	raftMaxPool         = 3
+	snapshotsRetained   = 2   // Raft snapshots kept on disk
+	logCacheEntries     = 512 // recent log entries kept in memory for followers
+	raftMaxPool         = 3   // pooled connections per peer
 	raftIOTimeout       = 10 * time.Second
 	gossipLeaveTimeout  = 2 * time.Second
 	httpShutdownTimeout = 5 * time.Second
@@ -149,23 +149,13 @@ func (n *Node) start() error {
 }
 
 func (n *Node) startRaft() error {
-	var err error
-	n.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.cfg.DataDir, raftFile)})
-	if err != nil {
-		return fmt.Errorf("open raft log %s: %w", filepath.Join(n.cfg.DataDir, raftFile), err)
-	}
-	logs, err := raft.NewLogCache(logCacheEntries, n.logStore)
+	rlog := n.logger.Named("raft")
+	rs, err := OpenRaftStorage(n.cfg.DataDir, rlog)
 	if err != nil {
 		return err
 	}
-	rlog := n.logger.Named("raft")
-	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.DataDir, snapshotDir), snapshotsRetained, rlog)
-	if err != nil {
-		return fmt.Errorf("open snapshot store: %w", err)
-	}
-	n.raftTrans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: n.mux.RaftLayer(), MaxPool: raftMaxPool, Timeout: raftIOTimeout, Logger: rlog,
-	})
+	n.logStore, n.snaps = rs.Store, rs.Snaps
+	n.raftTrans = NewRaftTransport(n.mux.RaftLayer(), rlog)
 	if n.cfg.RestoreFrom != "" {
 		if err := n.seedFromBackup(n.logStore, n.logStore); err != nil {
 			return err
@@ -177,22 +167,8 @@ func (n *Node) startRaft() error {
 	if err := n.checkCanRun(); err != nil { // the state may have come from a backup or snapshot
 		return err
 	}
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(n.cfg.ID)
-	rc.Logger = rlog
-	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
-	rc.ElectionTimeout = n.cfg.ElectionTimeout
-	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
-	rc.CommitTimeout = n.cfg.CommitTimeout
-	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
-	rc.TrailingLogs = n.cfg.TrailingLogs
-	rc.SnapshotInterval = n.cfg.SnapshotInterval
-	// The state store holds every applied entry with its index, so a
-	// restart replays nothing it has (see fsm's package doc).
-	rc.NoSnapshotRestoreOnStart = true
-	// Concurrent produce requests share log writes and fsyncs.
-	rc.BatchApplyCh = true
-	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.logStore, n.snaps, n.raftTrans)
+	rc := RaftConfig(n.cfg, rlog)
+	n.raft, err = raft.NewRaft(rc, n.fsm, rs.Logs, n.logStore, n.snaps, n.raftTrans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

@@ -1,0 +1,87 @@
+package node
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
+)
+
+// How a node runs Raft, in one place: the node uses these, and so does the
+// bench package's raw-Raft ceiling, which must run Raft exactly as a node
+// does to be a ceiling of Weir.
+
+// RaftStorage is a node's Raft storage: the bbolt log (also the stable
+// store), the cache in front of it and the snapshot store.
+type RaftStorage struct {
+	Store *raftboltdb.BoltStore
+	Logs  raft.LogStore
+	Snaps *raft.FileSnapshotStore
+}
+
+// OpenRaftStorage opens (creating) the Raft storage in dir.
+//
+// The log's bbolt file keeps its freelist as a map and does not write it on
+// every commit (rebuilt by a scan on open instead), as Consul offers with
+// raft_boltdb.NoFreelistSync: log compaction frees thousands of pages, and
+// bbolt's default (an array, rewritten by every commit) makes each append
+// pay for all of them. Every append is still fsynced.
+// raftOpenTimeout bounds waiting for the log's file lock (another process
+// using the same data directory).
+const raftOpenTimeout = 2 * time.Second
+
+func OpenRaftStorage(dir string, logger hclog.Logger) (*RaftStorage, error) {
+	path := filepath.Join(dir, raftFile)
+	store, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bolt.Options{
+		Timeout:        raftOpenTimeout,
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("open raft log %s: %w", path, err)
+	}
+	logs, err := raft.NewLogCache(logCacheEntries, store)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, snapshotDir), snapshotsRetained, logger)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	return &RaftStorage{Store: store, Logs: logs, Snaps: snaps}, nil
+}
+
+// NewRaftTransport is a node's Raft transport over stream.
+func NewRaftTransport(stream raft.StreamLayer, logger hclog.Logger) *raft.NetworkTransport {
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: raftMaxPool, Timeout: raftIOTimeout, Logger: logger,
+	})
+}
+
+// RaftConfig is the raft.Config a node with cfg runs (cfg's zero timings
+// take the defaults).
+func RaftConfig(cfg Config, logger hclog.Logger) *raft.Config {
+	cfg.setDefaults()
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = logger
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	// The state store holds every applied entry with its index, so a
+	// restart replays nothing it has (see fsm's package doc).
+	rc.NoSnapshotRestoreOnStart = true
+	// Concurrent produce requests share log writes and fsyncs.
+	rc.BatchApplyCh = true
+	return rc
+}

@@ -29,17 +29,23 @@ type RaftStorage struct {
 // every commit (rebuilt by a scan on open instead), as Consul offers with
 // raft_boltdb.NoFreelistSync: log compaction frees thousands of pages, and
 // bbolt's default (an array, rewritten by every commit) makes each append
-// pay for all of them. Every append is still fsynced.
+// pay for all of them. Every append is still fsynced. The first mmap is
+// sized as the state store's (address space, not memory), so the log is not
+// remapped, which waits for every reader, each time it doubles while small.
 // raftOpenTimeout bounds waiting for the log's file lock (another process
 // using the same data directory).
 const raftOpenTimeout = 2 * time.Second
 
+// raftInitialMmapBytes is raft.db's first mapping (fsm's initialMmapBytes).
+const raftInitialMmapBytes = 256 << 20
+
 func OpenRaftStorage(dir string, logger hclog.Logger) (*RaftStorage, error) {
 	path := filepath.Join(dir, raftFile)
 	store, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bolt.Options{
-		Timeout:        raftOpenTimeout,
-		FreelistType:   bolt.FreelistMapType,
-		NoFreelistSync: true,
+		Timeout:         raftOpenTimeout,
+		FreelistType:    bolt.FreelistMapType,
+		NoFreelistSync:  true,
+		InitialMmapSize: raftInitialMmapBytes,
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("open raft log %s: %w", path, err)

@@ -48,8 +48,17 @@ const (
 	// dialTimeout bounds connecting to one node.
 	dialTimeout = 3 * time.Second
 	// retryBackoff is the pause before a request the cluster could not take
-	// now (no leader, commit timeout) is sent again.
-	retryBackoff = 50 * time.Millisecond
+	// now (no leader, commit timeout) is sent again. A produce doubles it on
+	// each further refusal of the same request, up to retryBackoffMax: what
+	// it waits for is a new leader, elected within about a second
+	// (node.DefaultHeartbeatTimeout), so a longer wait would only add to the
+	// measured outage.
+	retryBackoff    = 50 * time.Millisecond
+	retryBackoffMax = 500 * time.Millisecond
+	// downFor is how long a produce skips an address that gave no answer
+	// (connection refused or broken): the round robin goes on to the others
+	// instead of sending a share of the requests to a dead node.
+	downFor = time.Second
 	// followPollMillis is the long poll of a following consume.
 	followPollMillis = 1000
 	// errorSnippetBytes is how much of a non-API error body a message quotes.

@@ -134,7 +134,7 @@ func Produce(ctx context.Context, cfg ProduceConfig) (ProduceResult, error) {
 		return ProduceResult{}, err
 	}
 
-	run := &produceRun{cfg: cfg, hc: hc, bases: bases, start: time.Now()}
+	run := &produceRun{cfg: cfg, hc: hc, nodes: newNodeSet(bases), start: time.Now()}
 	run.path = strings.Replace(api.PathProduce, "{name}", url.PathEscape(cfg.Topic), 1)
 	run.filler = make([]byte, cfg.RecordSize)
 	_, _ = rand.Read(run.filler) // incompressible payload
@@ -190,15 +190,14 @@ func Produce(ctx context.Context, cfg ProduceConfig) (ProduceResult, error) {
 type produceRun struct {
 	cfg      ProduceConfig
 	hc       *http.Client
-	bases    []string
+	nodes    *nodeSet
 	path     string
 	filler   []byte
 	start    time.Time
 	deadline time.Time // zero: none
 
-	claimed atomic.Int64  // records handed out to producers
-	acked   atomic.Int64  // records acknowledged
-	next    atomic.Uint64 // round-robin over bases
+	claimed atomic.Int64 // records handed out to producers
+	acked   atomic.Int64 // records acknowledged
 	errors  atomic.Int64
 
 	// For progress lines: requests and their summed latency since the last.
@@ -299,12 +298,19 @@ func encodeRecords(buf, val []byte, n int, now time.Time) []byte {
 }
 
 // send posts one request until the cluster acknowledges it, retrying what
-// may be retried; it fails on a refusal or when ctx ends.
+// may be retried; it fails on a refusal or when ctx ends. Every attempt goes
+// to the next address in the round robin. After an address gave no answer
+// the request goes to the next one at once (and the round robin skips that
+// address for downFor); after the cluster asked to try again, it waits
+// first, retryBackoff doubling up to retryBackoffMax. Sending again is safe:
+// the producer id and sequence make the cluster write it once.
 func (r *produceRun) send(ctx context.Context, hdr http.Header, body []byte) error {
+	backoff := retryBackoff
 	for {
-		base := r.bases[(r.next.Add(1)-1)%uint64(len(r.bases))]
+		i, base := r.nodes.pick()
 		_, _, err := do(ctx, r.hc, http.MethodPost, base+r.path, hdr, body)
 		if err == nil {
+			r.nodes.answered(i)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -314,7 +320,72 @@ func (r *produceRun) send(ctx context.Context, hdr http.Header, body []byte) err
 		if !retryable(err) {
 			return fmt.Errorf("produce to %s: %w", base, err)
 		}
-		pause(ctx, retryBackoff)
+		var ae *APIError
+		if !errors.As(err, &ae) && r.nodes.markDown(i) {
+			continue // another address may answer: no wait
+		}
+		pause(ctx, backoff)
+		backoff = nextBackoff(backoff)
+	}
+}
+
+// nextBackoff is the wait after one of wait: twice as long, at most
+// retryBackoffMax.
+func nextBackoff(wait time.Duration) time.Duration {
+	return min(2*wait, retryBackoffMax)
+}
+
+// nodeSet round-robins requests over the API addresses and skips, for
+// downFor, an address that gave no answer. Safe for concurrent use.
+type nodeSet struct {
+	bases []string
+	next  atomic.Uint64
+	// downUntil is, per address, the time (Unix ns) until which pick skips
+	// it; 0 when it is not skipped.
+	downUntil []atomic.Int64
+	now       func() time.Time // the clock (tests replace it)
+}
+
+func newNodeSet(bases []string) *nodeSet {
+	return &nodeSet{bases: bases, downUntil: make([]atomic.Int64, len(bases)), now: time.Now}
+}
+
+// pick is the next address in the round robin that is not skipped, and its
+// index; when every address is skipped, the next one anyway.
+func (s *nodeSet) pick() (int, string) {
+	now := s.now().UnixNano()
+	n := uint64(len(s.bases))
+	start := s.next.Add(1) - 1
+	for k := range n {
+		i := int((start + k) % n)
+		if s.downUntil[i].Load() <= now {
+			if k > 0 {
+				s.next.Add(k) // the next pick starts after i
+			}
+			return i, s.bases[i]
+		}
+	}
+	i := int(start % n)
+	return i, s.bases[i]
+}
+
+// markDown skips address i for downFor from now and reports whether
+// another address is not skipped (worth trying at once).
+func (s *nodeSet) markDown(i int) bool {
+	now := s.now()
+	s.downUntil[i].Store(now.Add(downFor).UnixNano())
+	for j := range s.downUntil {
+		if j != i && s.downUntil[j].Load() <= now.UnixNano() {
+			return true
+		}
+	}
+	return false
+}
+
+// answered clears address i's skip: it answered.
+func (s *nodeSet) answered(i int) {
+	if s.downUntil[i].Load() != 0 {
+		s.downUntil[i].Store(0)
 	}
 }
 

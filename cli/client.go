@@ -27,17 +27,26 @@ const (
 	// maxResponseBytes bounds an answer's body; a consume answer is bounded
 	// by api.DefaultConsumeMaxBytes plus framing.
 	maxResponseBytes = 64 << 20
-	// retryBackoffMin and retryBackoffMax bound the wait between retries.
-	retryBackoffMin = 100 * time.Millisecond
-	retryBackoffMax = 2 * time.Second
+	// retryBackoffMin and retryBackoffMax bound the wait between retries:
+	// it doubles from the first to the second. The cap is short because
+	// what a retry mostly waits for is a new leader, elected within about
+	// a second (node.DefaultHeartbeatTimeout); a longer wait would add to
+	// the write outage after a leader fails.
+	retryBackoffMin = 50 * time.Millisecond
+	retryBackoffMax = 500 * time.Millisecond
+	// downFor is how long an address that gave no answer (connection
+	// refused, reset, timed out) is tried only after the others, so that the
+	// requests after one failure do not each wait on a dead node first.
+	downFor = time.Second
 	// errorSnippetBytes is how much of a non-API error body a message quotes.
 	errorSnippetBytes = 200
 )
 
 // Client talks to a cluster's HTTP API. It tries each address in turn until
 // one answers, and starts the next request at the address that answered
-// last. Errors in the API's envelope come back as *APIError; when no address
-// answers, *UnreachableError.
+// last. An address that gave no answer goes to the back of the order for
+// downFor. Errors in the API's envelope come back as *APIError; when no
+// address answers, *UnreachableError.
 type Client struct {
 	bases []string // base URLs, e.g. http://127.0.0.1:7070
 	http  *http.Client
@@ -45,8 +54,12 @@ type Client struct {
 	// OnRetry, when set, hears of each retry Retry is about to make.
 	OnRetry func(err error, wait time.Duration)
 
-	mu   sync.Mutex
-	next int // index into bases to try first
+	// now is the clock of the down marks (tests replace it).
+	now func() time.Time
+
+	mu        sync.Mutex
+	next      int         // index into bases to try first
+	downUntil []time.Time // per base: tried last until then
 }
 
 // NewClient makes a client for the given API addresses (host:port, or URLs).
@@ -61,6 +74,7 @@ func NewClient(addrs []string) (*Client, error) {
 			MaxIdleConnsPerHost: 4,
 			IdleConnTimeout:     90 * time.Second,
 		}},
+		now: time.Now,
 	}
 	for _, a := range addrs {
 		base, err := baseURL(a)
@@ -69,6 +83,7 @@ func NewClient(addrs []string) (*Client, error) {
 		}
 		c.bases = append(c.bases, base)
 	}
+	c.downUntil = make([]time.Time, len(c.bases))
 	return c, nil
 }
 
@@ -156,31 +171,65 @@ func IsRetryable(err error) bool {
 // idempotent requests (reads, idempotent produces, topic creation) should
 // rely on Do to fail over.
 func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
-	c.mu.Lock()
-	start := c.next
-	c.mu.Unlock()
 	var errs []error
-	for i := range c.bases {
-		idx := (start + i) % len(c.bases)
+	for _, idx := range c.order() {
 		resp, err := c.attempt(ctx, c.bases[idx], req)
 		if err == nil || !isTransportError(err) {
-			c.mu.Lock()
-			c.next = idx
-			c.mu.Unlock()
+			c.answered(idx)
 			return resp, err
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		c.markDown(idx)
 		errs = append(errs, err)
 	}
 	return nil, &UnreachableError{Errs: errs}
 }
 
+// order is the order in which to try the addresses: from next on, those not
+// marked down first, then those marked down (a mark never keeps an address
+// from being tried when the others give no answer).
+func (c *Client) order() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	up := make([]int, 0, len(c.bases))
+	var down []int
+	for i := range c.bases {
+		idx := (c.next + i) % len(c.bases)
+		if now.Before(c.downUntil[idx]) {
+			down = append(down, idx)
+		} else {
+			up = append(up, idx)
+		}
+	}
+	return append(up, down...)
+}
+
+// answered makes the address at idx, which answered, the first to try and
+// clears its down mark.
+func (c *Client) answered(idx int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.next = idx
+	c.downUntil[idx] = time.Time{}
+}
+
+// markDown puts the address at idx, which gave no answer, at the back of
+// the order for downFor.
+func (c *Client) markDown(idx int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.downUntil[idx] = c.now().Add(downFor)
+}
+
 // Retry is Do, repeated while the error is retryable (IsRetryable) and the
-// deadline has not passed, with a growing backoff; each retry starts at the
-// address after the one that asked to try again. The request is sent again
-// unchanged: for a produce, with the same producer sequence.
+// deadline has not passed, with a backoff that doubles from retryBackoffMin
+// to retryBackoffMax; each retry starts at the address after the one that
+// asked to try again, and addresses that gave no answer come last (Do). The
+// request is sent again unchanged: for a produce, with the same producer
+// sequence.
 func (c *Client) Retry(ctx context.Context, deadline time.Duration, req Request) (*Response, error) {
 	end := time.Now().Add(deadline)
 	backoff := retryBackoffMin
@@ -203,8 +252,14 @@ func (c *Client) Retry(ctx context.Context, deadline time.Duration, req Request)
 		if pause(ctx, wait); ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		backoff = min(2*backoff, retryBackoffMax)
+		backoff = nextBackoff(backoff)
 	}
+}
+
+// nextBackoff is the wait after one of wait: twice as long, at most
+// retryBackoffMax.
+func nextBackoff(wait time.Duration) time.Duration {
+	return min(2*wait, retryBackoffMax)
 }
 
 // skip makes the address after base the first to try.
@@ -313,12 +368,8 @@ func (c *Client) exchange(ctx context.Context, base string, req Request, read fu
 // Do; once an answer started, a failure while copying is returned as it is
 // (w holds part of the body) and no other address is tried.
 func (c *Client) Stream(ctx context.Context, req Request, w io.Writer) (int64, string, error) {
-	c.mu.Lock()
-	start := c.next
-	c.mu.Unlock()
 	var errs []error
-	for i := range c.bases {
-		idx := (start + i) % len(c.bases)
+	for _, idx := range c.order() {
 		var n int64
 		err := c.exchange(ctx, c.bases[idx], req, func(hresp *http.Response) error {
 			var err error
@@ -328,14 +379,13 @@ func (c *Client) Stream(ctx context.Context, req Request, w io.Writer) (int64, s
 			return nil
 		})
 		if err == nil || !isTransportError(err) {
-			c.mu.Lock()
-			c.next = idx
-			c.mu.Unlock()
+			c.answered(idx)
 			return n, c.bases[idx], err
 		}
 		if ctx.Err() != nil {
 			return 0, "", ctx.Err()
 		}
+		c.markDown(idx)
 		errs = append(errs, err)
 	}
 	return 0, "", &UnreachableError{Errs: errs}

@@ -217,3 +217,147 @@ func TestBaseURL(t *testing.T) {
 		t.Error("ftp:// accepted")
 	}
 }
+
+// countingTransport counts the requests sent to each host:port.
+type countingTransport struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	hits map[string]int
+}
+
+func countRequests(cl *Client) *countingTransport {
+	ct := &countingTransport{next: cl.http.Transport, hits: map[string]int{}}
+	cl.http.Transport = ct
+	return ct
+}
+
+func (ct *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	ct.mu.Lock()
+	ct.hits[r.URL.Host]++
+	ct.mu.Unlock()
+	return ct.next.RoundTrip(r)
+}
+
+func (ct *countingTransport) count(host string) int {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	return ct.hits[host]
+}
+
+// An address that refused a connection is tried last for downFor: a retry
+// that would start at it (the live node asked to try again, so the next
+// address is the dead one) goes to the live node first, and the dead one is
+// tried again once the mark has expired.
+func TestClient_SkipsAddressThatGaveNoAnswer(t *testing.T) {
+	var mu sync.Mutex
+	answers := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		answers++
+		first := answers == 1
+		mu.Unlock()
+		if first {
+			writeEnvelope(w, http.StatusServiceUnavailable, api.CodeNoLeader, "no leader", "retry")
+			return
+		}
+		fmt.Fprint(w, `{}`)
+	}))
+	defer srv.Close()
+	dead := closedAddr(t)
+	live := srv.Listener.Addr().String()
+	cl, err := NewClient([]string{dead, live})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Unix(1_000_000, 0)
+	cl.now = func() time.Time { return clock }
+	ct := countRequests(cl)
+
+	// dead (refused) → live (NO_LEADER) → retry: next is dead again, but it
+	// is marked, so live (ok).
+	resp, err := cl.Retry(context.Background(), 10*time.Second, Request{Method: http.MethodPost, Path: "/x"})
+	if err != nil {
+		t.Fatalf("Retry: %v", err)
+	}
+	if resp.Addr != srv.URL {
+		t.Fatalf("answered by %s, want %s", resp.Addr, srv.URL)
+	}
+	if d, l := ct.count(dead), ct.count(live); d != 1 || l != 2 {
+		t.Fatalf("requests: dead %d, live %d; want 1 and 2", d, l)
+	}
+
+	// Still within downFor: a request that starts at the dead address skips it.
+	cl.next = 0
+	if _, err := cl.Do(context.Background(), Request{Method: http.MethodGet, Path: "/x"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := ct.count(dead); d != 1 {
+		t.Fatalf("dead address tried %d times within downFor, want 1", d)
+	}
+
+	// After downFor it is tried first again (and found dead again).
+	clock = clock.Add(downFor)
+	cl.next = 0
+	if _, err := cl.Do(context.Background(), Request{Method: http.MethodGet, Path: "/x"}); err != nil {
+		t.Fatal(err)
+	}
+	if d, l := ct.count(dead), ct.count(live); d != 2 || l != 4 {
+		t.Fatalf("after downFor: dead %d, live %d; want 2 and 4", d, l)
+	}
+}
+
+// A mark only reorders: when the other addresses give no answer either, the
+// marked one is still tried, last.
+func TestClient_TriesMarkedAddressLast(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{}`)
+	}))
+	dead := closedAddr(t)
+	live := srv.Listener.Addr().String()
+	cl, err := NewClient([]string{dead, live})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Do(context.Background(), Request{Method: http.MethodGet, Path: "/x"}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close() // now nothing answers
+	cl.next = 0
+	_, err = cl.Do(context.Background(), Request{Method: http.MethodGet, Path: "/x"})
+	var unr *UnreachableError
+	if !errors.As(err, &unr) || len(unr.Errs) != 2 {
+		t.Fatalf("err = %v, want UnreachableError over both addresses", err)
+	}
+	if !strings.HasPrefix(unr.Errs[0].Error(), live) || !strings.HasPrefix(unr.Errs[1].Error(), dead) {
+		t.Fatalf("tried %v, want %s first and the marked %s last", unr.Errs, live, dead)
+	}
+}
+
+// Retry's waits double from retryBackoffMin and stop growing at
+// retryBackoffMax.
+func TestClient_RetryBackoffBounds(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeEnvelope(w, http.StatusServiceUnavailable, api.CodeNoLeader, "no leader", "retry")
+	}))
+	defer srv.Close()
+	cl, _ := NewClient([]string{srv.URL})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var waits []time.Duration
+	cl.OnRetry = func(err error, wait time.Duration) {
+		waits = append(waits, wait)
+		if len(waits) == 6 {
+			cancel() // the sixth wait is not waited
+		}
+	}
+	if _, err := cl.Retry(ctx, time.Minute, Request{Method: http.MethodPost, Path: "/x"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	want := []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 500 * time.Millisecond, 500 * time.Millisecond}
+	if fmt.Sprint(waits) != fmt.Sprint(want) {
+		t.Fatalf("waits %v, want %v", waits, want)
+	}
+	if retryBackoffMin != want[0] || retryBackoffMax != want[len(want)-1] {
+		t.Fatalf("bounds %s..%s", retryBackoffMin, retryBackoffMax)
+	}
+}

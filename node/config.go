@@ -13,17 +13,29 @@ import (
 	"github.com/weir-streaming/weir/version"
 )
 
-// Defaults for the addresses a node binds and for Raft's timings. The Raft
-// timings trade failover speed for tolerance of slow disks and GC pauses:
-// with these a dead leader is replaced in about one to two seconds.
+// Defaults for the addresses a node binds and for Raft's timings.
+//
+// The Raft timings trade failover time against needless elections. A
+// follower starts an election once it has heard nothing from the leader for
+// HeartbeatTimeout (its timer fires at random in [T, 2T)), and an election
+// that fails (the other follower still knows the dead leader, or a split
+// vote) waits ElectionTimeout (again [T, 2T)) before the next; so a dead
+// leader is replaced within about HeartbeatTimeout..3*HeartbeatTimeout plus
+// an occasional ElectionTimeout round. 500 ms keeps writes back within 2 s
+// of a leader's kill -9 on a local cluster (docs/performance.md). The cost:
+// a leader that cannot send a heartbeat for 500 ms (a GC pause, an fsync
+// that stalls on a saturated disk, a starved 2-core machine) loses its
+// leadership and the cluster pays an election; the leader steps down itself
+// when it has not heard from a quorum for LeaderLeaseTimeout (250 ms). Raise
+// them together on slow disks or busy hosts.
 const (
 	DefaultAPIPort     = 7070
 	DefaultClusterPort = 7071
 	DefaultGossipPort  = 7072
 
-	DefaultHeartbeatTimeout   = 1000 * time.Millisecond
-	DefaultElectionTimeout    = 1000 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 500 * time.Millisecond
+	DefaultHeartbeatTimeout   = 500 * time.Millisecond
+	DefaultElectionTimeout    = 500 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
 	DefaultCommitTimeout      = 50 * time.Millisecond
 )
 

@@ -37,7 +37,7 @@ const (
 	lossProbability   = 0.3
 	netemDelay        = "100ms"
 	netemJitter       = "50ms"
-	pauseMinHold      = 3 * time.Second // past the 1 s election timeout
+	pauseMinHold      = 3 * time.Second // well past the 500 ms election timeout
 	leaderProbe       = 2 * time.Second
 	nemesisCmdTimeout = 30 * time.Second
 )

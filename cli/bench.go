@@ -63,7 +63,7 @@ func (t benchTarget) addrs(ctx context.Context, g *Globals, s *Streams) (addrs [
 type BenchProduceCmd struct {
 	benchTarget
 	Records    int           `help:"Records to send (0: run for --duration)." default:"0"`
-	Duration   time.Duration `help:"How long to send when --records is 0." default:"30s"`
+	Duration   time.Duration `help:"How long to send (10s when neither this nor --records is set); with --records, a time limit as well."`
 	RecordSize int           `help:"Bytes per record value." default:"1024"`
 	Producers  int           `help:"Concurrent idempotent producers, one request in flight each." default:"4"`
 	Partitions int           `help:"Partitions of the topic when it is created." default:"3"`
@@ -73,6 +73,8 @@ type BenchProduceCmd struct {
 
 // Run runs the produce benchmark and prints one summary line (or JSON).
 func (c *BenchProduceCmd) Run(g *Globals, s *Streams, p *Printer) error {
+	// Records alone run until they are all sent; Duration alone (or
+	// neither: bench.DefaultDuration) for that long.
 	return c.run(g, s, p, func(ctx context.Context, addrs []string) (fmt.Stringer, error) {
 		return bench.Produce(ctx, bench.ProduceConfig{
 			Addrs: addrs, Topic: c.Topic, Partitions: c.Partitions, Records: c.Records, Duration: c.Duration,

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,9 +43,15 @@ const (
 	// openTimeout bounds waiting for the state store's file lock (another
 	// process holding the same data dir).
 	openTimeout = 2 * time.Second
-	// initialMmapBytes keeps bbolt from remapping, which waits for every
-	// open read transaction (snapshots, consumers), while the store is small.
-	initialMmapBytes = 256 << 20
+	// initialMmapBytes is the state store's first mapping: address space,
+	// not memory. bbolt remaps when the file outgrows its mapping, and a
+	// remap waits for every open read transaction while holding up every
+	// new one: a snapshot (or `cluster backup`) holds one for as long as it
+	// copies the store, so a remap during a snapshot stopped the node's
+	// writes and reads for seconds (scripts/capacity.sh: 2-4 s stalls at
+	// 1 GiB and 4 GiB). 64 GiB on 64-bit systems (etcd maps 10 GiB up
+	// front for the same reason); a 32-bit build keeps 256 MiB.
+	initialMmapBytes = 64<<30*(strconv.IntSize/64) + 256<<20*(1-strconv.IntSize/64)
 )
 
 // FSM is the replicated state machine. It implements raft.FSM and
@@ -92,10 +99,11 @@ func (f *FSM) open() error {
 		Timeout:         openTimeout,
 		InitialMmapSize: initialMmapBytes,
 		// The freelist as a map keeps frees and allocations O(1) as the
-		// store grows; it is rebuilt on open instead of being written on
-		// every commit.
-		FreelistType:   bolt.FreelistMapType,
-		NoFreelistSync: true,
+		// store grows. It is written with every commit: an append-only
+		// store frees only the pages its commits rewrite, so the list is
+		// short, and without it every open rebuilds it by walking every
+		// page (7-12 s for 5 GB of records with a cold page cache).
+		FreelistType: bolt.FreelistMapType,
 	})
 	if err != nil {
 		return fmt.Errorf("open state store %s: %w", f.path, err)

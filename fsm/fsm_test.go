@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/weir-streaming/weir/record"
@@ -34,12 +35,17 @@ type applier struct {
 
 func (a *applier) apply(mt MessageType, cmd any) interface{} {
 	a.t.Helper()
+	return a.f.Apply(a.log(mt, cmd))
+}
+
+// log is the next Raft entry carrying cmd.
+func (a *applier) log(mt MessageType, cmd any) *raft.Log {
 	buf, err := Encode(mt, cmd)
 	if err != nil {
-		a.t.Fatal(err)
+		panic(err) // test commands always encode
 	}
 	a.index++
-	return a.f.Apply(&raft.Log{Index: a.index, Term: 1, Type: raft.LogCommand, Data: buf})
+	return &raft.Log{Index: a.index, Term: 1, Type: raft.LogCommand, Data: buf}
 }
 
 func newApplier(t *testing.T) *applier {
@@ -508,5 +514,40 @@ func TestEncodeProduceFitsItsHint(t *testing.T) {
 		if err := decode(buf[1:], &back); err != nil || !reflect.DeepEqual(back, cmd) {
 			t.Fatalf("%d records per batch: round trip differs (err %v)", n, err)
 		}
+	}
+}
+
+// TestApply_GoesOnWhileASnapshotHoldsTheStore: a snapshot holds a read
+// transaction for as long as it copies the store; the store growing past its
+// first mapping meanwhile must not stop Apply (bbolt remaps only when the
+// file outgrows the mapping, and a remap waits for every reader).
+func TestApply_GoesOnWhileASnapshotHoldsTheStore(t *testing.T) {
+	a := newApplier(t)
+	a.apply(CreateTopicType, CreateTopicCommand{Name: "t", Partitions: 1})
+	snap, err := a.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Release()
+
+	const target = 300 << 20 // past the 256 MiB a remap used to start at
+	value := bytes.Repeat([]byte{'v'}, 1<<20)
+	done := make(chan error, 1)
+	go func() {
+		for written := 0; written < target; written += len(value) {
+			if _, ok := a.f.Apply(a.log(ProduceType, ProduceCommand{Topic: "t", Batches: []PartitionBatch{{Count: 1, Data: record.Append(nil, nil, value)}}})).(ProduceResult); !ok {
+				done <- fmt.Errorf("produce at %d MiB failed", written>>20)
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Apply stopped while the snapshot held the store (a remap waiting for the reader?)")
 	}
 }

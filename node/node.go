@@ -33,7 +33,10 @@ const (
 	raftFile    = "raft.db"
 	snapshotDir = "snapshots"
 
-	snapshotsRetained = 2 // Raft snapshots kept on disk
+	// snapshotsRetained: a snapshot is a full copy of the state store, so
+	// one is kept (rqlite, whose snapshots are whole databases too, keeps
+	// one); a second exists only while the next is written.
+	snapshotsRetained = 1
 	// logCacheEntries recent log entries stay in memory for replication, so
 	// the leader sends what it just wrote without reading raft.db. Two of
 	// raft's AppendEntries batches (MaxAppendEntries 64): a follower further

@@ -176,6 +176,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	applied := f.applied.Load()
+	if len(logs) == 0 || logs[len(logs)-1].Index <= applied {
+		// A restart's replay (Raft feeds the state machine again from its
+		// newest snapshot): nothing to write, so no write transaction.
+		return out
+	}
 	last := applied
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		for i, l := range logs {

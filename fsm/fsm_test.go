@@ -2,10 +2,12 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -549,5 +551,58 @@ func TestApply_GoesOnWhileASnapshotHoldsTheStore(t *testing.T) {
 		}
 	case <-time.After(2 * time.Minute):
 		t.Fatal("Apply stopped while the snapshot held the store (a remap waiting for the reader?)")
+	}
+}
+
+// TestClose_WritesTheFreelist: commits leave the freelist out (NoFreelistSync)
+// and Close writes it once, so an open after a clean close reads it instead
+// of walking every page. Checked in the file: the newest meta page's
+// freelist page id (bbolt's format: 16-byte page header, then magic,
+// version, page size, flags, root bucket (16 bytes), freelist pgid).
+func TestClose_WritesTheFreelist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	f, err := Open(path, nil, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &applier{t: t, f: f}
+	a.apply(InitType, InitCommand{ClusterID: "c1", Version: "0.1.0", By: "n1", At: 1})
+	a.apply(CreateTopicType, CreateTopicCommand{Name: "t", Partitions: 1})
+	for range 20 {
+		a.apply(ProduceType, ProduceCommand{Topic: "t", Batches: []PartitionBatch{batch(0, strings.Repeat("v", 10000))}})
+	}
+	freelistOfNewestMeta := func() uint64 {
+		t.Helper()
+		buf, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pageSize := int(binary.LittleEndian.Uint32(buf[16+8:]))
+		var txid, freelist uint64
+		for _, off := range []int{0, pageSize} {
+			m := buf[off+16:]
+			if id := binary.LittleEndian.Uint64(m[48:]); id >= txid {
+				txid, freelist = id, binary.LittleEndian.Uint64(m[32:])
+			}
+		}
+		return freelist
+	}
+	const noFreelist = math.MaxUint64
+	if got := freelistOfNewestMeta(); got != noFreelist {
+		t.Fatalf("a commit wrote the freelist (page %d); commits should leave it out", got)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := freelistOfNewestMeta(); got == noFreelist {
+		t.Fatal("Close did not write the freelist: the next open walks every page")
+	}
+	g, err := Open(path, nil, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if g.AppliedIndex() != a.index {
+		t.Fatalf("reopened at applied index %d, want %d", g.AppliedIndex(), a.index)
 	}
 }

@@ -515,6 +515,15 @@ func (w *resumeWatch) step(ctx context.Context, st *api.StatusResponse) (bool, e
 		}
 		if len(rest) > 0 {
 			w.say("resumed %s (%d/%d)", strings.Join(rest, ", "), w.total, w.total)
+			for _, id := range rest {
+				w.printed[id] = true
+			}
+		}
+		// The phase is committed before every node's gossip says it
+		// serves again (each node announces it on its next tick): say
+		// "complete" only once "weir cluster status" would show it.
+		if len(notServing(st)) > 0 {
+			return false, nil
 		}
 		w.say("resume complete: active version %s", orDash(st.ActiveVersion))
 		return true, nil
@@ -546,6 +555,10 @@ func (w *resumeWatch) timedOut(st *api.StatusResponse, lastErr error, timeout ti
 		}
 		return failf(hint, "the cluster did not finish resuming within %s", timeout)
 	}
+	if st.Phase == phaseRunning {
+		return failf(`see the node's log and "weir cluster status"`, "the cluster resumed (phase running, version %s), but within %s these nodes did not report serving: %s",
+			orDash(st.ActiveVersion), timeout, strings.Join(notServing(st), ", "))
+	}
 	var pending []string
 	for _, id := range voterIDs(st) {
 		if !slices.Contains(st.Resumed, id) {
@@ -553,6 +566,18 @@ func (w *resumeWatch) timedOut(st *api.StatusResponse, lastErr error, timeout ti
 		}
 	}
 	return failf(hint, "the cluster did not finish resuming within %s (phase %s): not yet resumed: %s", timeout, st.Phase, orNone(pending))
+}
+
+// notServing lists the voters whose status does not say they serve.
+func notServing(st *api.StatusResponse) []string {
+	var ids []string
+	for _, n := range st.Nodes {
+		if n.RaftSuffrage == "voter" && !n.Serving {
+			ids = append(ids, n.ID)
+		}
+	}
+	sort.Strings(ids)
+	return ids
 }
 
 // voterIDs are the voters in a status, sorted.

@@ -283,7 +283,7 @@ func statusSequence(sts ...api.StatusResponse) http.HandlerFunc {
 func voters(ids ...string) []api.NodeStatus {
 	out := make([]api.NodeStatus, len(ids))
 	for i, id := range ids {
-		out[i] = api.NodeStatus{ID: id, RaftSuffrage: "voter", GossipState: "alive", BinaryVersion: "0.2.0"}
+		out[i] = api.NodeStatus{ID: id, RaftSuffrage: "voter", GossipState: "alive", BinaryVersion: "0.2.0", Serving: true}
 	}
 	return out
 }
@@ -295,7 +295,12 @@ func TestResume_PrintsProgressUntilRunning(t *testing.T) {
 	resuming := func(resumed ...string) api.StatusResponse {
 		return api.StatusResponse{Phase: "resuming", ActiveVersion: "0.1.0", TargetVersion: "0.2.0", Leader: "node1", Nodes: nodes, Resumed: resumed}
 	}
+	// The phase is running before node1's gossip says it serves again:
+	// "resume complete" waits for that.
+	lagging := voters("node1", "node2", "node3")
+	lagging[0].Serving = false
 	ls.handle("GET "+api.PathStatus, statusSequence(marked, resuming(), resuming("node2"), resuming("node2", "node3"),
+		api.StatusResponse{Phase: "running", ActiveVersion: "0.2.0", Leader: "node2", Nodes: lagging, Gates: []string{"batch-crc32c"}},
 		api.StatusResponse{Phase: "running", ActiveVersion: "0.2.0", Leader: "node2", Nodes: nodes, Gates: []string{"batch-crc32c"}}))
 	ls.handle("POST "+api.PathResume, answer(api.LifecycleResponse{Phase: "resuming", ActiveVersion: "0.1.0", TargetVersion: "0.2.0",
 		Message: "resume: upgrade-marked@0.1.0->0.2.0 -> resuming@0.1.0->0.2.0"}))

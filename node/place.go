@@ -46,13 +46,13 @@ func Place(p Placement) ([]fsm.PartitionBatch, []Slot) {
 		}
 		return p.Sticky
 	}
-	// The common case: one partition for the whole request.
-	first, one := partOf(p.Records[0]), true
-	for _, rec := range p.Records[1:] {
-		if partOf(rec) != first {
-			one = false
-			break
-		}
+	// Each record's partition, once; the common case is one partition for
+	// the whole request.
+	parts := make([]int, len(p.Records))
+	one := true
+	for i, rec := range p.Records {
+		parts[i] = partOf(rec)
+		one = one && parts[i] == parts[0]
 	}
 	if one {
 		data := p.Frames
@@ -64,12 +64,12 @@ func Place(p Placement) ([]fsm.PartitionBatch, []Slot) {
 		for i := range where {
 			where[i] = Slot{0, i}
 		}
-		return []fsm.PartitionBatch{{Partition: first, Count: len(p.Records), Data: data}}, where
+		return []fsm.PartitionBatch{{Partition: parts[0], Count: len(p.Records), Data: data}}, where
 	}
 	batchOf := map[int]int{}
 	var batches []fsm.PartitionBatch
 	for i, rec := range p.Records {
-		part := partOf(rec)
+		part := parts[i]
 		b, ok := batchOf[part]
 		if !ok {
 			b = len(batches)

@@ -15,7 +15,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -61,8 +60,6 @@ const (
 	downFor = time.Second
 	// followPollMillis is the long poll of a following consume.
 	followPollMillis = 1000
-	// errorSnippetBytes is how much of a non-API error body a message quotes.
-	errorSnippetBytes = 200
 	// mb is the byte count of one MB in the rates (kafka-producer-perf-test's).
 	mb = 1 << 20
 )
@@ -75,31 +72,16 @@ var (
 	ErrRefused = errors.New("bench: refused by the cluster")
 )
 
-// APIError is a non-2xx answer in the API's error envelope.
-type APIError struct {
-	Status int
-	api.ErrorBody
-}
+// APIError is a non-2xx answer in the API's error envelope: api.Error, which
+// the CLI shares.
+type APIError = api.Error
 
-func (e *APIError) Error() string {
-	if e.Code == "" {
-		return e.Message
-	}
-	return fmt.Sprintf("%s (%s)", e.Message, e.Code)
-}
+// refused is an answer that retrying cannot fix: errors.Is(err, ErrRefused)
+// holds for it, and errors.As finds its *APIError.
+type refused struct{ *APIError }
 
-// Unwrap makes errors.Is(err, ErrRefused) true for refusals that retrying
-// cannot fix.
-func (e *APIError) Unwrap() error {
-	if e.retryable() {
-		return nil
-	}
-	return ErrRefused
-}
-
-func (e *APIError) retryable() bool {
-	return api.Retryable(e.Code)
-}
+func (r refused) Error() string   { return r.APIError.Error() }
+func (r refused) Unwrap() []error { return []error{r.APIError, ErrRefused} }
 
 // retryable says whether a failed request may be sent again unchanged: the
 // connection failed or timed out, or the cluster asked to try again. Callers
@@ -146,7 +128,7 @@ func baseURLs(addrs []string) ([]string, error) {
 }
 
 // do sends one request and returns the body of a 2xx answer; any other
-// answer is an *APIError.
+// answer is an error that errors.As finds an *APIError in.
 func do(ctx context.Context, hc *http.Client, method, url string, hdr http.Header, body []byte) (*http.Response, []byte, error) {
 	var rd io.Reader
 	if body != nil {
@@ -174,18 +156,12 @@ func do(ctx context.Context, hc *http.Client, method, url string, hdr http.Heade
 	return resp, data, nil
 }
 
-func decodeError(resp *http.Response, data []byte) *APIError {
-	var env api.ErrorResponse
-	if err := json.Unmarshal(data, &env); err == nil && env.Error.Code != "" {
-		return &APIError{Status: resp.StatusCode, ErrorBody: env.Error}
+func decodeError(resp *http.Response, data []byte) error {
+	ae := api.DecodeError("", resp, data)
+	if api.Retryable(ae.Code) {
+		return ae
 	}
-	snippet := strings.TrimSpace(string(data))
-	if len(snippet) > errorSnippetBytes {
-		snippet = snippet[:errorSnippetBytes] + "..."
-	}
-	return &APIError{Status: resp.StatusCode, ErrorBody: api.ErrorBody{
-		Message: fmt.Sprintf("%s answered %s: %s", resp.Request.URL.Host, resp.Status, snippet),
-	}}
+	return refused{ae}
 }
 
 // pause waits d or until ctx ends.

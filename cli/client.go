@@ -38,8 +38,6 @@ const (
 	// refused, reset, timed out) is tried only after the others, so that the
 	// requests after one failure do not each wait on a dead node first.
 	downFor = time.Second
-	// errorSnippetBytes is how much of a non-API error body a message quotes.
-	errorSnippetBytes = 200
 )
 
 // Client talks to a cluster's HTTP API. It tries each address in turn until
@@ -122,24 +120,9 @@ type Response struct {
 }
 
 // APIError is an answer in the API's error envelope (or, from something
-// that is not a Weir node, any non-2xx answer).
-type APIError struct {
-	Status int
-	Addr   string
-	api.ErrorBody
-}
-
-func (e *APIError) Error() string {
-	if e.Code == "" {
-		return e.Message
-	}
-	return fmt.Sprintf("%s (%s)", e.Message, e.Code)
-}
-
-// Retryable reports whether the cluster asked to try again later.
-func (e *APIError) Retryable() bool {
-	return (e.Status == http.StatusServiceUnavailable || e.Status == http.StatusGatewayTimeout) && api.Retryable(e.Code)
-}
+// that is not a Weir node, any non-2xx answer): api.Error, which the bench
+// shares.
+type APIError = api.Error
 
 // UnreachableError says that no address answered.
 type UnreachableError struct {
@@ -393,22 +376,7 @@ func (c *Client) Stream(ctx context.Context, req Request, w io.Writer) (int64, s
 
 // decodeError reads the API's error envelope from a non-2xx answer.
 func decodeError(base string, hresp *http.Response, data []byte) *APIError {
-	var env api.ErrorResponse
-	if err := json.Unmarshal(data, &env); err == nil && env.Error.Code != "" {
-		return &APIError{Status: hresp.StatusCode, Addr: base, ErrorBody: env.Error}
-	}
-	snippet := strings.TrimSpace(string(data))
-	if len(snippet) > errorSnippetBytes {
-		snippet = snippet[:errorSnippetBytes] + "..."
-	}
-	msg := fmt.Sprintf("%s answered %s", hostOf(base), hresp.Status)
-	if snippet != "" {
-		msg += ": " + snippet
-	}
-	return &APIError{Status: hresp.StatusCode, Addr: base, ErrorBody: api.ErrorBody{
-		Message: msg,
-		Hint:    "is this address a Weir node's API address?",
-	}}
+	return api.DecodeError(base, hresp, data)
 }
 
 // unwrapURLError drops net/http's "Get \"http://...\":" prefix; the address

@@ -5,7 +5,8 @@
 // It is pure and deterministic: no clock, no network, no randomness. Every
 // time it stores came from the leader inside a command.
 //
-// State lives in a bbolt file. Every batch of applied entries is written in
+// State lives in a bbolt file, records in append-only segment files that
+// the bbolt file indexes (segments.go). Every batch of applied entries is written in
 // one transaction together with the last applied Raft index, and an entry at
 // or below that index is skipped on replay, so a restart never applies an
 // entry twice and never needs to restore a snapshot it already holds.
@@ -62,8 +63,9 @@ type FSM struct {
 	logger hclog.Logger
 	opts   Options
 
-	mu sync.RWMutex // guards db against Restore swapping it
-	db *bolt.DB
+	mu   sync.RWMutex // guards db and segs against Restore swapping them
+	db   *bolt.DB
+	segs *segmentStore // the records; db is their index
 
 	applied atomic.Uint64
 
@@ -115,6 +117,11 @@ func (f *FSM) open() error {
 	// dirtied since the last grow (up to AllocSize) inside one Apply.
 	db.NoSync = f.opts.NoSync
 	db.NoGrowSync = f.opts.NoSync
+	segs, err := openSegments(SegmentDir(f.path), !f.opts.NoSync)
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("open state store %s: %w", f.path, err)
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketTopics, bucketData, bucketProducers} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -122,13 +129,13 @@ func (f *FSM) open() error {
 			}
 		}
 		f.applied.Store(readApplied(tx))
-		return nil
+		return segs.sweep(func(topic string) bool { _, ok := readTopic(tx, topic); return ok })
 	})
 	if err != nil {
 		db.Close()
 		return fmt.Errorf("init state store %s: %w", f.path, err)
 	}
-	f.db = db
+	f.db, f.segs = db, segs
 	return nil
 }
 
@@ -139,10 +146,13 @@ func (f *FSM) Close() error {
 	if f.db == nil {
 		return nil
 	}
+	err := f.segs.close()
 	// One commit that writes the freelist, so the next open reads it
 	// instead of walking the store.
 	f.db.NoFreelistSync = false
-	err := f.db.Update(func(*bolt.Tx) error { return nil })
+	if uerr := f.db.Update(func(*bolt.Tx) error { return nil }); err == nil {
+		err = uerr
+	}
 	if serr := f.db.Sync(); err == nil {
 		err = serr
 	}
@@ -204,6 +214,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		if last == applied {
 			return nil
 		}
+		if err := f.segs.syncDirty(); err != nil {
+			return err
+		}
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], last)
 		return tx.Bucket(bucketMeta).Put(keyApplied, b[:])
@@ -213,6 +226,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		// this node's state behind its log. Stop loudly.
 		panic(fmt.Sprintf("fsm: state store write failed at index %d: %v", last, err))
 	}
+	f.segs.emptyTrash()
 	if last != applied {
 		f.applied.Store(last)
 		f.broadcast()
@@ -230,11 +244,11 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) interface{} {
 	case InitType:
 		return applyInit(tx, body)
 	case CreateTopicType:
-		return applyCreateTopic(tx, body)
+		return applyCreateTopic(tx, f.segs, index, body)
 	case DeleteTopicType:
-		return applyDeleteTopic(tx, body)
+		return applyDeleteTopic(tx, f.segs, index, body)
 	case ProduceType:
-		return applyProduce(tx, index, body)
+		return applyProduce(tx, f.segs, index, body)
 	}
 	if _, ok := phaseTable[t]; ok {
 		return applyLifecycle(tx, index, t, body)

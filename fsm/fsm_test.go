@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math"
 	"os"
@@ -489,7 +490,7 @@ func FuzzReadHeader(f *testing.F) {
 	f.Add(encodeHeader(SnapshotHeader{Format: 1, ClusterID: "c", AppliedIndex: 3, BodyBytes: 10}))
 	f.Add([]byte("WEIRSNAP\x00\x01\xff"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		copySnapshot(bytes.NewReader(data), io.Discard)
+		copySnapshot(bytes.NewReader(data), io.Discard, nil)
 	})
 }
 
@@ -605,4 +606,23 @@ func TestClose_WritesTheFreelist(t *testing.T) {
 	if g.AppliedIndex() != a.index {
 		t.Fatalf("reopened at applied index %d, want %d", g.AppliedIndex(), a.index)
 	}
+}
+
+// encodeBatch is a batch as stores written before segments held it (formats
+// 1 and 2), which Read still reads.
+func encodeBatch(at int64, b PartitionBatch, crc bool) []byte {
+	hdr := batchHeaderBytes
+	if crc {
+		hdr += 4
+	}
+	val := make([]byte, hdr+len(b.Data))
+	val[0] = batchFormatV1
+	binary.BigEndian.PutUint64(val[1:], uint64(at))
+	binary.BigEndian.PutUint32(val[9:], uint32(b.Count))
+	if crc {
+		val[0] = batchFormatV2
+		binary.BigEndian.PutUint32(val[batchHeaderBytes:], crc32.Checksum(b.Data, castagnoli))
+	}
+	copy(val[hdr:], b.Data)
+	return val
 }

@@ -10,15 +10,17 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// A stored batch is one bbolt value keyed by its base offset (u64 big
-// endian), so a partition holds one key per produce, not per record:
+// A partition holds one bbolt value per produce batch, not per record, keyed
+// by its base offset (u64 big endian). New batches are index entries
+// pointing into segment files (formats 3 and 4, segments.go); stores written
+// before segments held the records in the value itself, and are still read:
 //
 //	format 1: [1B format][8B timestamp, Unix ms][4B count][record frames]
 //	format 2: [1B format][8B timestamp, Unix ms][4B count][4B CRC-32C of the frames][record frames]
 //
-// Format 2 is written once the "batch-crc32c" version gate is open (active
-// version 0.2.0 and later); both formats are read, so batches written before
-// and after the upgrade coexist in a partition.
+// The CRC (formats 2 and 4) is written once the "batch-crc32c" version gate
+// is open (active version 0.2.0 and later); every format is read, so batches
+// written before and after an upgrade coexist in a partition.
 const (
 	batchFormatV1     = 1
 	batchFormatV2     = 2
@@ -38,7 +40,7 @@ type producerState struct {
 	Index uint64
 }
 
-func applyProduce(tx *bolt.Tx, index uint64, body []byte) interface{} {
+func applyProduce(tx *bolt.Tx, segs *segmentStore, index uint64, body []byte) interface{} {
 	var cmd ProduceCommand
 	mustDecode(body, &cmd)
 	if err := dataPlaneCheck(tx); err != nil {
@@ -77,7 +79,13 @@ func applyProduce(tx *bolt.Tx, index uint64, body []byte) interface{} {
 	for i, b := range cmd.Batches {
 		pb := partitionBucket(tx, cmd.Topic, b.Partition)
 		_, end := extent(pb)
-		must(pb.Put(offsetKey(end), encodeBatch(cmd.At, b, crc)))
+		seg, pos, err := segs.append(cmd.Topic, b.Partition, end, b.Data)
+		must(err)
+		e := indexEntry{sum: crc, ts: cmd.At, count: uint32(b.Count), segment: seg, pos: pos, length: uint32(len(b.Data))}
+		if crc {
+			e.crc = crc32.Checksum(b.Data, castagnoli)
+		}
+		must(pb.Put(offsetKey(end), e.encode()))
 		res.Bases[i] = end
 	}
 	if cmd.ProducerID != "" {
@@ -88,23 +96,6 @@ func applyProduce(tx *bolt.Tx, index uint64, body []byte) interface{} {
 
 // GateBatchCRC names the version gate that turns on format 2.
 const GateBatchCRC = "batch-crc32c"
-
-func encodeBatch(at int64, b PartitionBatch, crc bool) []byte {
-	hdr := batchHeaderBytes
-	if crc {
-		hdr += 4
-	}
-	val := make([]byte, hdr+len(b.Data))
-	val[0] = batchFormatV1
-	binary.BigEndian.PutUint64(val[1:], uint64(at))
-	binary.BigEndian.PutUint32(val[9:], uint32(b.Count))
-	if crc {
-		val[0] = batchFormatV2
-		binary.BigEndian.PutUint32(val[batchHeaderBytes:], crc32.Checksum(b.Data, castagnoli))
-	}
-	copy(val[hdr:], b.Data)
-	return val
-}
 
 // decodeBatch returns a stored batch's timestamp and frames, verifying the
 // checksum of a format 2 batch.
@@ -240,6 +231,8 @@ func (f *FSM) Read(topic string, partition int, offset uint64, lim ReadLimits, f
 		if offset == end {
 			return nil
 		}
+		sr := f.segs.reader(topic, partition)
+		defer sr.close()
 		c := pb.Cursor()
 		k, v := c.Seek(offsetKey(offset))
 		if k == nil || binary.BigEndian.Uint64(k) > offset {
@@ -248,7 +241,7 @@ func (f *FSM) Read(topic string, partition int, offset uint64, lim ReadLimits, f
 		records, bytes := 0, 0
 		for ; k != nil; k, v = c.Next() {
 			base := binary.BigEndian.Uint64(k)
-			ts, frames, sum, err := decodeBatch(v)
+			ts, frames, sum, err := sr.batch(v)
 			if err != nil {
 				return fmt.Errorf("partition %d of %q at base %d: %w", partition, topic, base, err)
 			}

@@ -64,7 +64,7 @@ func ValidatePartitions(n int) error {
 	return nil
 }
 
-func applyCreateTopic(tx *bolt.Tx, body []byte) interface{} {
+func applyCreateTopic(tx *bolt.Tx, segs *segmentStore, index uint64, body []byte) interface{} {
 	var cmd CreateTopicCommand
 	mustDecode(body, &cmd)
 	if err := ValidateTopicName(cmd.Name); err != nil {
@@ -84,6 +84,8 @@ func applyCreateTopic(tx *bolt.Tx, body []byte) interface{} {
 	if err != nil {
 		panic(err)
 	}
+	// Files of an earlier topic of this name that a crash left behind.
+	must(segs.dropTopic(cmd.Name, index))
 	must(tx.Bucket(bucketTopics).Put([]byte(cmd.Name), buf[1:]))
 	tb, err := tx.Bucket(bucketData).CreateBucket([]byte(cmd.Name))
 	must(err)
@@ -94,7 +96,7 @@ func applyCreateTopic(tx *bolt.Tx, body []byte) interface{} {
 	return CreateTopicResult{Created: true}
 }
 
-func applyDeleteTopic(tx *bolt.Tx, body []byte) interface{} {
+func applyDeleteTopic(tx *bolt.Tx, segs *segmentStore, index uint64, body []byte) interface{} {
 	var cmd DeleteTopicCommand
 	mustDecode(body, &cmd)
 	if _, ok := readTopic(tx, cmd.Name); !ok {
@@ -102,6 +104,7 @@ func applyDeleteTopic(tx *bolt.Tx, body []byte) interface{} {
 	}
 	must(tx.Bucket(bucketTopics).Delete([]byte(cmd.Name)))
 	must(tx.Bucket(bucketData).DeleteBucket([]byte(cmd.Name)))
+	must(segs.dropTopic(cmd.Name, index))
 	return nil
 }
 

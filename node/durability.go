@@ -6,13 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/weir-streaming/weir/fsm"
 )
 
 // The state store is derived from the Raft log, which is fsynced on every
 // append; so the store's own commits need not be. A process crash (kill -9)
 // loses nothing that reached the kernel, and the store's applied index tells
 // Raft what to replay. An operating-system crash or power loss can, though,
-// leave an unsynced bbolt file torn. To tell the two apart the node writes
+// leave an unsynced bbolt file or segment file torn. To tell the two apart the node writes
 // the kernel's boot id into stateOpenMarker while the store is open and
 // removes it after a clean close: a marker from another boot means the
 // machine went down under an open store, and the node rebuilds the store
@@ -43,11 +45,14 @@ func (n *Node) prepareStateStore() (noSync bool, err error) {
 	marker := filepath.Join(n.cfg.DataDir, stateOpenMarker)
 	state := filepath.Join(n.cfg.DataDir, stateFile)
 	if prev, err := os.ReadFile(marker); err == nil && !bytes.Equal(bytes.TrimSpace(prev), id) {
-		if _, err := os.Stat(state); err == nil {
-			aside := fmt.Sprintf("%s.after-os-crash-%d", state, time.Now().Unix())
+		suffix := fmt.Sprintf(".after-os-crash-%d", time.Now().Unix())
+		for _, p := range []string{state, fsm.SegmentDir(state)} {
+			if _, err := os.Stat(p); err != nil {
+				continue
+			}
 			n.logger.Warn("the machine restarted while the state store was open; rebuilding it from the Raft snapshot and log",
-				"moved_aside", aside)
-			if err := os.Rename(state, aside); err != nil {
+				"moved_aside", p+suffix)
+			if err := os.Rename(p, p+suffix); err != nil {
 				return false, fmt.Errorf("move the state store aside: %w", err)
 			}
 		}

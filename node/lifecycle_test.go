@@ -359,7 +359,8 @@ func TestRestore_OldBinaryRefusesNewerBackup(t *testing.T) {
 // TestDurability_StoreRebuiltAfterOSCrash: the state store skips fsync
 // (the Raft log has every entry), so after an operating-system crash it is
 // not trusted: a marker from another boot makes the node rebuild it from the
-// Raft snapshot and log. Here the store is even garbage.
+// Raft snapshot and log. Here the store and its segment files are even
+// garbage.
 func TestDurability_StoreRebuiltAfterOSCrash(t *testing.T) {
 	if len(bootID()) == 0 {
 		t.Skip("no boot id on this system: the state store fsyncs every commit, nothing to rebuild")
@@ -381,11 +382,28 @@ func TestDurability_StoreRebuiltAfterOSCrash(t *testing.T) {
 	// whose unsynced pages never reached the disk.
 	os.WriteFile(filepath.Join(dir, stateOpenMarker), []byte("another-boot"), 0o600)
 	os.WriteFile(filepath.Join(dir, stateFile), []byte("torn"), 0o600)
+	segs := fsm.SegmentDir(filepath.Join(dir, stateFile))
+	torn := 0
+	filepath.WalkDir(segs, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			torn++
+			return os.Truncate(path, 1)
+		}
+		return nil
+	})
+	if torn == 0 {
+		t.Fatalf("no segment files under %s", segs)
+	}
 	back := newTestNode(t, "n1", restartConfig(n))
 	(&testCluster{t: t}).waitReady([]*Node{back})
 	waitFor(t, testTimeout, "the rebuilt store to hold every record", func() bool {
 		return fmt.Sprint(consumeAll(t, back, "t", 1)[0]) == fmt.Sprint(want)
 	})
+	// The torn files are kept aside for inspection, not reused.
+	aside, _ := filepath.Glob(segs + ".after-os-crash-*")
+	if len(aside) != 1 {
+		t.Fatalf("segments moved aside: %v", aside)
+	}
 }
 
 // TestDurability_CleanCloseRemovesMarker: after a clean close nothing is

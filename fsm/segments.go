@@ -1,0 +1,402 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Records live in append-only segment files, one directory per partition;
+// the bbolt store is their index. A produce batch is one write at the end of
+// its partition's active segment and one index entry (37 bytes) keyed by its
+// base offset:
+//
+//	[1B format][8B timestamp, Unix ms][4B count][4B CRC-32C of the frames][8B segment][8B position][4B length]
+//
+// Format 3 carries no CRC (the field is zero), format 4 one that every read
+// verifies: as formats 1 and 2, format 4 is written once the batch-crc32c
+// gate is open, so a record's checksum follows the active version.
+//
+// so records are never part of bbolt's B+tree: appending does not rewrite
+// the batches before it (bbolt keeps values in its leaves), the process maps
+// only the small index, and reads are pread(2) of exactly the batch.
+//
+// Layout: <state.db>.segments/<topic, hex>/<partition>/<segment>.seg, where
+// segment is the base offset of the file's first batch (20 digits).
+//
+// A file is appended only by the store that created it, and only until the
+// store rolls it: at a snapshot, at segmentMaxBytes, and at every open. So
+// every file but the active ones is immutable, which lets a snapshot link
+// files instead of copying them, and bytes a crashed process wrote past the
+// last committed batch are never appended to: reads go by the index, and the
+// bytes are dropped with the file. Segment data is written before the index
+// entry that points at it commits, in the same Apply; without fsync (the
+// default, node/durability.go) a process crash loses nothing that reached
+// the kernel, and an operating-system crash rebuilds the store from Raft.
+const (
+	batchFormatV3   = 3
+	batchFormatV4   = 4
+	indexEntryBytes = batchHeaderBytes + 4 + 8 + 8 + 4
+	segmentExt      = ".seg"
+	// segmentMaxBytes rolls a segment that grew this large without a
+	// snapshot rolling it first.
+	segmentMaxBytes = 512 << 20
+	segmentDirMode  = 0o700
+	trashPrefix     = ".trash-"
+)
+
+// SegmentDir is the directory of the record segments of the state store at
+// statePath.
+func SegmentDir(statePath string) string { return statePath + ".segments" }
+
+type partKey struct {
+	topic     string
+	partition int
+}
+
+type segWriter struct {
+	id   uint64
+	fh   *os.File
+	size int64
+}
+
+type segmentStore struct {
+	dir  string
+	sync bool // fsync segments before the index commits
+
+	mu     sync.Mutex // guards active and dirty; Apply, Snapshot and Close take it
+	active map[partKey]*segWriter
+	dirty  map[*segWriter]struct{}
+	trash  []string // topic directories to remove once the index commits
+
+	removeMu sync.RWMutex // readers hold it shared; removing a topic's files takes it
+}
+
+func openSegments(dir string, sync bool) (*segmentStore, error) {
+	if err := os.MkdirAll(dir, segmentDirMode); err != nil {
+		return nil, fmt.Errorf("segment directory: %w", err)
+	}
+	return &segmentStore{dir: dir, sync: sync, active: map[partKey]*segWriter{}, dirty: map[*segWriter]struct{}{}}, nil
+}
+
+func topicDirName(topic string) string { return hex.EncodeToString([]byte(topic)) }
+
+func segmentFileName(id uint64) string { return fmt.Sprintf("%020d%s", id, segmentExt) }
+
+func (s *segmentStore) partitionDir(topic string, p int) string {
+	return filepath.Join(s.dir, topicDirName(topic), strconv.Itoa(p))
+}
+
+func (s *segmentStore) segmentPath(topic string, p int, id uint64) string {
+	return filepath.Join(s.partitionDir(topic, p), segmentFileName(id))
+}
+
+// append writes a batch's frames at the end of the partition's active
+// segment, rolling to a new segment named base when there is none, and
+// returns the segment and the position written at.
+func (s *segmentStore) append(topic string, p int, base uint64, frames []byte) (seg uint64, pos int64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := partKey{topic, p}
+	w := s.active[k]
+	if w != nil && w.size >= segmentMaxBytes {
+		if err := s.closeWriter(k, w); err != nil {
+			return 0, 0, err
+		}
+		w = nil
+	}
+	if w == nil {
+		if w, err = s.create(topic, p, base); err != nil {
+			return 0, 0, err
+		}
+		s.active[k] = w
+	}
+	if _, err := w.fh.Write(frames); err != nil {
+		return 0, 0, fmt.Errorf("append to segment %s: %w", w.fh.Name(), err)
+	}
+	pos = w.size
+	w.size += int64(len(frames))
+	if s.sync {
+		s.dirty[w] = struct{}{}
+	}
+	return w.id, pos, nil
+}
+
+// create starts a segment file. A file of that name can only be what a
+// crashed process created and never committed; it is unlinked, not
+// truncated, since truncating could reach a snapshot's link to it.
+func (s *segmentStore) create(topic string, p int, id uint64) (*segWriter, error) {
+	dir := s.partitionDir(topic, p)
+	if err := os.MkdirAll(dir, segmentDirMode); err != nil {
+		return nil, fmt.Errorf("segment directory: %w", err)
+	}
+	path := filepath.Join(dir, segmentFileName(id))
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("segment %s: %w", path, err)
+	}
+	fh, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, stateFileMode)
+	if err != nil {
+		return nil, fmt.Errorf("segment %s: %w", path, err)
+	}
+	return &segWriter{id: id, fh: fh}, nil
+}
+
+func (s *segmentStore) closeWriter(k partKey, w *segWriter) error {
+	delete(s.active, k)
+	if _, ok := s.dirty[w]; ok {
+		delete(s.dirty, w)
+		if err := w.fh.Sync(); err != nil {
+			w.fh.Close()
+			return fmt.Errorf("sync segment %s: %w", w.fh.Name(), err)
+		}
+	}
+	if err := w.fh.Close(); err != nil {
+		return fmt.Errorf("close segment %s: %w", w.fh.Name(), err)
+	}
+	return nil
+}
+
+// syncDirty fsyncs what was appended since the last call, before the index
+// entries pointing at it commit. Only when the store syncs its commits.
+func (s *segmentStore) syncDirty() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for w := range s.dirty {
+		if err := w.fh.Sync(); err != nil {
+			return fmt.Errorf("sync segment %s: %w", w.fh.Name(), err)
+		}
+		delete(s.dirty, w)
+	}
+	return nil
+}
+
+// roll closes every active segment: the next append to a partition starts a
+// new file, and every existing file is immutable from here on.
+func (s *segmentStore) roll() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var first error
+	for k, w := range s.active {
+		if err := s.closeWriter(k, w); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// close closes the active segments, syncing them: a clean close leaves
+// nothing for an operating-system crash to tear.
+func (s *segmentStore) close() error {
+	s.mu.Lock()
+	for _, w := range s.active {
+		s.dirty[w] = struct{}{}
+	}
+	s.mu.Unlock()
+	return s.roll()
+}
+
+// dropTopic moves a topic's files out of the way at once (a topic of the
+// same name may be created and written in the same batch of entries) and
+// removes them once the index no longer refers to them.
+func (s *segmentStore) dropTopic(topic string, index uint64) error {
+	s.mu.Lock()
+	for k, w := range s.active {
+		if k.topic == topic {
+			delete(s.dirty, w)
+			delete(s.active, k)
+			w.fh.Close()
+		}
+	}
+	s.mu.Unlock()
+	dir := filepath.Join(s.dir, topicDirName(topic))
+	trash := filepath.Join(s.dir, fmt.Sprintf("%s%d-%s", trashPrefix, index, topicDirName(topic)))
+	s.removeMu.Lock()
+	err := os.Rename(dir, trash)
+	s.removeMu.Unlock()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove segments of topic %q: %w", topic, err)
+	}
+	s.mu.Lock()
+	s.trash = append(s.trash, trash)
+	s.mu.Unlock()
+	return nil
+}
+
+// emptyTrash removes what dropTopic moved aside; called after the index
+// commits, and at open for what a crash left.
+func (s *segmentStore) emptyTrash() {
+	s.mu.Lock()
+	trash := s.trash
+	s.trash = nil
+	s.mu.Unlock()
+	for _, t := range trash {
+		_ = os.RemoveAll(t)
+	}
+}
+
+// sweep removes, at open, topic directories the index does not know: the
+// trash of a deletion a crash interrupted, and the files of a topic whose
+// creation never committed.
+func (s *segmentStore) sweep(known func(topic string) bool) error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("segment directory: %w", err)
+	}
+	for _, e := range entries {
+		name, err := hex.DecodeString(e.Name())
+		if err == nil && known(string(name)) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(s.dir, e.Name())); err != nil {
+			return fmt.Errorf("segment directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// indexEntry is a format 3 batch: where its frames are.
+type indexEntry struct {
+	sum     bool // carries a CRC-32C (format 4)
+	ts      int64
+	count   uint32
+	crc     uint32
+	segment uint64
+	pos     int64
+	length  uint32
+}
+
+func (e indexEntry) encode() []byte {
+	v := make([]byte, indexEntryBytes)
+	v[0] = batchFormatV3
+	if e.sum {
+		v[0] = batchFormatV4
+	}
+	binary.BigEndian.PutUint64(v[1:], uint64(e.ts))
+	binary.BigEndian.PutUint32(v[9:], e.count)
+	binary.BigEndian.PutUint32(v[13:], e.crc)
+	binary.BigEndian.PutUint64(v[17:], e.segment)
+	binary.BigEndian.PutUint64(v[25:], uint64(e.pos))
+	binary.BigEndian.PutUint32(v[33:], e.length)
+	return v
+}
+
+func decodeIndexEntry(v []byte) (indexEntry, error) {
+	if len(v) != indexEntryBytes || !isSegmentFormat(v) {
+		return indexEntry{}, fmt.Errorf("%w: index entry of %d bytes", ErrCorruptBatch, len(v))
+	}
+	return indexEntry{
+		sum:     v[0] == batchFormatV4,
+		ts:      int64(binary.BigEndian.Uint64(v[1:])),
+		count:   binary.BigEndian.Uint32(v[9:]),
+		crc:     binary.BigEndian.Uint32(v[13:]),
+		segment: binary.BigEndian.Uint64(v[17:]),
+		pos:     int64(binary.BigEndian.Uint64(v[25:])),
+		length:  binary.BigEndian.Uint32(v[33:]),
+	}, nil
+}
+
+// segmentReader reads batches for one Read, keeping the files it opened
+// until done.
+type segmentReader struct {
+	s     *segmentStore
+	topic string
+	part  int
+	files map[uint64]*os.File
+	buf   []byte
+}
+
+func (s *segmentStore) reader(topic string, p int) *segmentReader {
+	return &segmentReader{s: s, topic: topic, part: p}
+}
+
+// batch returns a stored batch's timestamp and frames, whatever its format;
+// the frames are valid until the next call.
+func (r *segmentReader) batch(v []byte) (ts int64, frames []byte, checksummed bool, err error) {
+	if !isSegmentFormat(v) {
+		return decodeBatch(v)
+	}
+	e, err := decodeIndexEntry(v)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	fh := r.files[e.segment]
+	if fh == nil {
+		path := r.s.segmentPath(r.topic, r.part, e.segment)
+		if fh, err = os.Open(path); err != nil {
+			return 0, nil, true, fmt.Errorf("%w: segment %s: %v", ErrCorruptBatch, path, err)
+		}
+		if r.files == nil {
+			r.files = map[uint64]*os.File{}
+		}
+		r.files[e.segment] = fh
+	}
+	if cap(r.buf) < int(e.length) {
+		r.buf = make([]byte, e.length)
+	}
+	frames = r.buf[:e.length]
+	if _, err := fh.ReadAt(frames, e.pos); err != nil {
+		return 0, nil, true, fmt.Errorf("%w: segment %s at %d: %v", ErrCorruptBatch, fh.Name(), e.pos, err)
+	}
+	if e.sum && crc32.Checksum(frames, castagnoli) != e.crc {
+		return 0, nil, true, fmt.Errorf("%w: stored batch fails its CRC-32C (segment %s at %d)", ErrCorruptBatch, fh.Name(), e.pos)
+	}
+	return e.ts, frames, e.sum, nil
+}
+
+// isSegmentFormat says a stored value is an index entry, not a batch.
+func isSegmentFormat(v []byte) bool {
+	return len(v) > 0 && (v[0] == batchFormatV3 || v[0] == batchFormatV4)
+}
+
+func (r *segmentReader) close() {
+	for _, fh := range r.files {
+		fh.Close()
+	}
+	r.files = nil
+}
+
+// segmentRef names one segment file in a snapshot stream.
+type segmentRef struct {
+	topic     string
+	partition int
+	id        uint64
+}
+
+func (r segmentRef) relPath() string {
+	return filepath.ToSlash(filepath.Join(topicDirName(r.topic), strconv.Itoa(r.partition), segmentFileName(r.id)))
+}
+
+// parseSegmentPath parses a segment's path in a snapshot stream, refusing
+// anything that is not exactly <hex topic>/<partition>/<20 digits>.seg (a
+// restore must never write outside the segment directory).
+func parseSegmentPath(rel string) (segmentRef, error) {
+	parts := strings.Split(rel, "/")
+	bad := fmt.Errorf("%w: segment path %q", ErrBadSnapshot, rel)
+	if len(parts) != 3 || !strings.HasSuffix(parts[2], segmentExt) || len(parts[2]) != 20+len(segmentExt) {
+		return segmentRef{}, bad
+	}
+	topic, err := hex.DecodeString(parts[0])
+	if err != nil || len(topic) == 0 {
+		return segmentRef{}, bad
+	}
+	p, err := strconv.Atoi(parts[1])
+	if err != nil || p < 0 || p >= MaxPartitions || strconv.Itoa(p) != parts[1] {
+		return segmentRef{}, bad
+	}
+	id, err := strconv.ParseUint(strings.TrimSuffix(parts[2], segmentExt), 10, 64)
+	if err != nil {
+		return segmentRef{}, bad
+	}
+	return segmentRef{topic: string(topic), partition: p, id: id}, nil
+}

@@ -69,9 +69,16 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	return &fsmSnapshot{tx: tx, segs: f.segs, release: f.mu.RUnlock}, nil
 }
 
-// Persist streams the snapshot into sink.
+// Persist writes the snapshot into sink: by links into this package's
+// SnapshotStore, as a stream into any other.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeSnapshot(s.tx, s.segs, sink); err != nil {
+	var err error
+	if own, ok := sink.(*snapshotSink); ok {
+		err = own.persistLinked(s.tx, s.segs)
+	} else {
+		err = writeSnapshot(s.tx, s.segs, sink)
+	}
+	if err != nil {
 		_ = sink.Cancel()
 		return err
 	}
@@ -98,22 +105,14 @@ func writeSnapshot(tx *bolt.Tx, segs *segmentStore, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
-	cs := readCluster(tx)
-	hdr := SnapshotHeader{Format: snapshotFormatV1, ClusterID: cs.ClusterID, AppliedIndex: readApplied(tx), BodyBytes: uint64(tx.Size())}
+	format := uint16(snapshotFormatV1)
 	if len(refs) > 0 {
-		hdr.Format = snapshotFormatV2
+		format = snapshotFormatV2
 	}
-	if _, err := mw.Write(encodeHeader(hdr)); err != nil {
-		return fmt.Errorf("snapshot header: %w", err)
+	if err := writeHeaderAndBody(mw, tx, format); err != nil {
+		return err
 	}
-	n, err := tx.WriteTo(mw)
-	if err != nil {
-		return fmt.Errorf("snapshot body: %w", err)
-	}
-	if uint64(n) != hdr.BodyBytes {
-		return fmt.Errorf("snapshot body: wrote %d bytes, expected %d", n, hdr.BodyBytes)
-	}
-	if hdr.Format == snapshotFormatV2 {
+	if format == snapshotFormatV2 {
 		if err := writeSegments(mw, segs, refs); err != nil {
 			return err
 		}
@@ -122,6 +121,22 @@ func writeSnapshot(tx *bolt.Tx, segs *segmentStore, w io.Writer) error {
 		return err
 	}
 	return bw.Flush()
+}
+
+// writeHeaderAndBody writes the stream's header and the store's copy.
+func writeHeaderAndBody(w io.Writer, tx *bolt.Tx, format uint16) error {
+	hdr := SnapshotHeader{Format: format, ClusterID: readCluster(tx).ClusterID, AppliedIndex: readApplied(tx), BodyBytes: uint64(tx.Size())}
+	if _, err := w.Write(encodeHeader(hdr)); err != nil {
+		return fmt.Errorf("snapshot header: %w", err)
+	}
+	n, err := tx.WriteTo(w)
+	if err != nil {
+		return fmt.Errorf("snapshot body: %w", err)
+	}
+	if uint64(n) != hdr.BodyBytes {
+		return fmt.Errorf("snapshot body: wrote %d bytes, expected %d", n, hdr.BodyBytes)
+	}
+	return nil
 }
 
 // sizedSegment is a segment file and the length of it the index refers to
@@ -309,7 +324,12 @@ func readSegments(r io.Reader, seg func(ref segmentRef, body io.Reader) error) e
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	tmp, tmpSegs := f.path+".restore", SegmentDir(f.path)+".restore"
-	err := f.restoreInto(rc, tmp, tmpSegs)
+	var err error
+	if lr, ok := rc.(*linkedReader); ok {
+		err = lr.restoreLinked(tmp, tmpSegs) // a snapshot of this store's on this machine
+	} else {
+		err = f.restoreInto(rc, tmp, tmpSegs)
+	}
 	if err != nil {
 		os.Remove(tmp)
 		os.RemoveAll(tmpSegs)

@@ -33,9 +33,11 @@ const (
 	raftFile    = "raft.db"
 	snapshotDir = "snapshots"
 
-	// snapshotsRetained: a snapshot is a full copy of the state store, so
-	// one is kept (rqlite, whose snapshots are whole databases too, keeps
-	// one); a second exists only while the next is written.
+	// snapshotsRetained: one snapshot is kept (rqlite keeps one too); a
+	// second exists only while the next is written. A snapshot copies the
+	// state store's index and links the segment files (fsm.SnapshotStore),
+	// so it costs little to write, but the records it links stay on disk
+	// until it is reaped.
 	snapshotsRetained = 1
 	// logCacheEntries recent log entries stay in memory for replication, so
 	// the leader sends what it just wrote without reading raft.db. Two of
@@ -63,7 +65,7 @@ type Node struct {
 	raft      *raft.Raft
 	raftTrans *raft.NetworkTransport
 	logStore  *raftboltdb.BoltStore
-	snaps     *raft.FileSnapshotStore
+	snaps     *fsm.SnapshotStore
 	ml        *memberlist.Memberlist
 	gossip    *gossip
 

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/weir-streaming/weir/fsm"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -20,7 +21,7 @@ import (
 type RaftStorage struct {
 	Store *raftboltdb.BoltStore
 	Logs  raft.LogStore
-	Snaps *raft.FileSnapshotStore
+	Snaps *fsm.SnapshotStore
 }
 
 // OpenRaftStorage opens (creating) the Raft storage in dir.
@@ -55,7 +56,9 @@ func OpenRaftStorage(dir string, logger hclog.Logger) (*RaftStorage, error) {
 		store.Close()
 		return nil, err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, snapshotDir), snapshotsRetained, logger)
+	// raft.FileSnapshotStore's layout (it adds a "snapshots" level), so a
+	// data directory written before fsm.SnapshotStore keeps its snapshots.
+	snaps, err := fsm.NewSnapshotStore(filepath.Join(dir, snapshotDir, "snapshots"), snapshotsRetained, logger)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("open snapshot store: %w", err)

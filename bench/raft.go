@@ -101,7 +101,7 @@ func (c *RaftCeilingConfig) setDefaults() {
 
 // RaftCeiling starts a 3-node hashicorp/raft cluster in this process on
 // loopback TCP, configured as a Weir node configures Raft (raft-boltdb with
-// fsync behind a 512-entry LogCache, a FileSnapshotStore, the transport
+// fsync behind a 128-entry LogCache, fsm.SnapshotStore, the transport
 // package's Mux as stream layer, BatchApplyCh, Weir's default timings) but
 // with a state machine that does nothing, and applies produce entries of
 // Batch records of RecordSize bytes from Producers goroutines: the most

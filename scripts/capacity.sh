@@ -16,7 +16,7 @@
 #     VmRSS, RssAnon, RssFile (/proc/PID/status), the Go heap (live after
 #     the last GC and the GC goal, from GODEBUG=gctrace=1 lines in the node
 #     log), and the data dir on disk (allocated) split into raft.db,
-#     state.db and snapshots/. Every second it asks each node's /v1/health
+#     state.db, state.db.segments/ and snapshots/. Every second it asks each node's /v1/health
 #     for its applied index, to place write stalls in time.
 #  2. Prints the produce result, the Raft snapshots each node took (from the
 #     raft log lines, with durations), and every stretch of >= 2 s in which
@@ -161,6 +161,11 @@ mapped_kib() {
 		END { printf "%d %d\n", r, s }' "/proc/$1/smaps" 2>/dev/null || echo "0 0"
 }
 disk_kib() { du -sk "$1" 2>/dev/null | cut -f1 || echo 0; }
+# store_kib DIR: the state store, its index (state.db) and its segment files.
+store_kib() { du -skc "$1/state.db" "$1/state.db.segments" 2>/dev/null | tail -1 | cut -f1 || echo 0; }
+# snaps_kib DIR: what the snapshots hold beyond the segment files they link
+# (du counts a file with several links once, under the first argument).
+snaps_kib() { du -sk "$1/state.db.segments" "$1/snapshots" 2>/dev/null | tail -1 | cut -f1 || echo 0; }
 
 sample_once() {
 	local t phase id pid dir log
@@ -174,11 +179,11 @@ sample_once() {
 			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$phase" "$id" "$pid" \
 				"$(proc_kib "$pid" VmRSS)" "$(proc_kib "$pid" RssAnon)" "$(proc_kib "$pid" RssFile)" \
 				"$(go_heap "$log" | tr ' ' '\t')" \
-				"$(disk_kib "$dir/raft.db")" "$(disk_kib "$dir/state.db")" "$(disk_kib "$dir/snapshots")" \
+				"$(disk_kib "$dir/raft.db")" "$(store_kib "$dir")" "$(snaps_kib "$dir")" \
 				"$(mapped_kib "$pid" | tr ' ' '\t')"
 		else
 			printf '%s\t%s\t%s\t-\t0\t0\t0\t-\t-\t%s\t%s\t%s\t0\t0\n' "$t" "$phase" "$id" \
-				"$(disk_kib "$dir/raft.db")" "$(disk_kib "$dir/state.db")" "$(disk_kib "$dir/snapshots")"
+				"$(disk_kib "$dir/raft.db")" "$(store_kib "$dir")" "$(snaps_kib "$dir")"
 		fi
 	done >>"$SAMPLES"
 	if [[ "$(free_gb)" -lt "$MIN_FREE_GB" && ! -e "$STOP_FLAG" ]]; then
@@ -408,10 +413,10 @@ else
 	echo "no JSON result from the bench (exit $BENCH_RC)"
 fi
 
-say "samples (t: s since the produce began; rss = anon + file (+shmem), MiB; file split into the raft.db and state.db mappings; heap: Go heap live/goal MB after the last GC; disk: MiB allocated)"
+say "samples (t: s since the produce began; rss = anon + file (+shmem), MiB; file split into the raft.db and state.db mappings; heap: Go heap live/goal MB after the last GC; disk: MiB allocated: raft.db, the state store (state.db and its segment files), what snapshots hold beyond the segments they link)"
 print_samples() {
 	sort -n -k1,1 -k3,3 "$SAMPLES" | awk -F'\t' -v t0="$T_PROD_START" -v from="${1:-0}" '
-		BEGIN { printf "%7s %-9s %-6s %6s %6s %6s %13s %9s | %8s %8s %8s\n", "t", "phase", "node", "rss", "anon", "file", "file:raft/st", "heap", "raft.db", "state.db", "snaps" }
+		BEGIN { printf "%7s %-9s %-6s %6s %6s %6s %13s %9s | %8s %8s %8s\n", "t", "phase", "node", "rss", "anon", "file", "file:raft/st", "heap", "raft.db", "store", "snaps+" }
 		$1 >= from {
 			printf "%7.1f %-9s %-6s %6.0f %6.0f %6.0f %13s %9s | %8.0f %8.0f %8.0f\n", ($1 - t0) / 1000, $2, $3, $5 / 1024, $6 / 1024, $7 / 1024,
 				sprintf("%.0f/%.0f", $13 / 1024, $14 / 1024), $8 "/" $9, $10 / 1024, $11 / 1024, $12 / 1024

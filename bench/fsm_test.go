@@ -201,14 +201,14 @@ func BenchmarkFSMRead(b *testing.B) {
 // BenchmarkStoreLayout isolates what the state store's layout costs: one
 // produce entry of 100 records of 1 KiB spread over 4 partitions, stored per
 // op and made durable, as
-//   - bbolt: one value per partition batch in bbolt (fsm's layout and
-//     options: map freelist, no freelist sync), one commit (bbolt
-//     fdatasyncs twice per commit: pages, then meta);
+//   - bbolt: one value per partition batch in bbolt (fsm's layout before
+//     segments, with its options: map freelist, no freelist sync), one
+//     commit (bbolt fdatasyncs twice per commit: pages, then meta);
 //   - bbolt-nosync: the same without fsync (durability from the Raft log);
-//   - segment: the four batches appended to one file and fsync'd once (an
-//     append-only data log beside a small index; the index's own cost is
-//     not included).
+//   - segment: the four batches appended to one file and fsync'd once: the
+//     layout fsm/segments.go now implements, without its small index.
 //
+// It is the measurement that chose segments (docs/performance.md).
 // disk_B/payload_B is the write amplification (Linux only).
 func BenchmarkStoreLayout(b *testing.B) {
 	const parts, perPart = benchPartitions, 100 / benchPartitions

@@ -193,6 +193,7 @@ func newParser(cli *CLI, s *Streams) (*kong.Kong, error) {
 			"api_addr":       defaultAPIAddr(),
 			"cluster_addr":   net.JoinHostPort(loopbackHost, strconv.Itoa(node.DefaultClusterPort)),
 			"gossip_addr":    net.JoinHostPort(loopbackHost, strconv.Itoa(node.DefaultGossipPort)),
+			"trailing_logs":  strconv.Itoa(node.DefaultTrailingLogs),
 		},
 		kong.Bind(&cli.Globals, s),
 		kong.BindSingletonProvider(func(g *Globals) (*Client, error) {

@@ -29,15 +29,16 @@ type NodeCmd struct {
 // NodeRunCmd is `weir node run`. The node validates its own configuration;
 // a refusal prints why and exits 1.
 type NodeRunCmd struct {
-	ID              string   `help:"Id of the node, unique in its cluster."`
-	DataDir         string   `help:"Directory for the node's Raft log, snapshots and state." type:"path" placeholder:"DIR"`
-	APIAddr         string   `help:"host:port to serve the HTTP API on." default:"${api_addr}"`
-	ClusterAddr     string   `help:"host:port for Raft and node-to-node calls." default:"${cluster_addr}"`
-	GossipAddr      string   `help:"host:port for gossip (TCP and UDP)." default:"${gossip_addr}"`
-	Advertise       string   `help:"IP address other nodes and clients reach this node at; needed when binding 0.0.0.0." placeholder:"IP"`
-	Join            []string `help:"Gossip addresses of nodes to join, comma-separated." placeholder:"HOST:PORT"`
-	BootstrapExpect int      `help:"Number of nodes that form a new cluster; the lowest id bootstraps once that many are seen." placeholder:"N"`
-	RestoreFrom     string   `help:"Seed this node, which must have no Raft state yet, from a backup file (\"weir cluster backup\"): it starts as a one-voter cluster holding the backup's state, and nodes that join it empty receive that state." type:"path" placeholder:"FILE"`
+	ID               string   `help:"Id of the node, unique in its cluster."`
+	DataDir          string   `help:"Directory for the node's Raft log, snapshots and state." type:"path" placeholder:"DIR"`
+	APIAddr          string   `help:"host:port to serve the HTTP API on." default:"${api_addr}"`
+	ClusterAddr      string   `help:"host:port for Raft and node-to-node calls." default:"${cluster_addr}"`
+	GossipAddr       string   `help:"host:port for gossip (TCP and UDP)." default:"${gossip_addr}"`
+	Advertise        string   `help:"IP address other nodes and clients reach this node at; needed when binding 0.0.0.0." placeholder:"IP"`
+	Join             []string `help:"Gossip addresses of nodes to join, comma-separated." placeholder:"HOST:PORT"`
+	BootstrapExpect  int      `help:"Number of nodes that form a new cluster; the lowest id bootstraps once that many are seen." placeholder:"N"`
+	RestoreFrom      string   `help:"Seed this node, which must have no Raft state yet, from a backup file (\"weir cluster backup\"): it starts as a one-voter cluster holding the backup's state, and nodes that join it empty receive that state." type:"path" placeholder:"FILE"`
+	RaftTrailingLogs uint64   `help:"Raft log entries kept behind each snapshot (default ${trailing_logs}): how far a follower may fall behind and still catch up from the log instead of receiving every record in a snapshot. The log's file, and the node's mapped memory, grow with it (docs/performance.md, Capacity)." env:"WEIR_RAFT_TRAILING_LOGS" placeholder:"N"`
 }
 
 // Run starts the node and stops it gracefully on SIGINT or SIGTERM; a
@@ -61,6 +62,7 @@ func (c *NodeRunCmd) Run(g *Globals, s *Streams) error {
 		Join:            c.Join,
 		BootstrapExpect: c.BootstrapExpect,
 		RestoreFrom:     c.RestoreFrom,
+		TrailingLogs:    c.RaftTrailingLogs,
 		Logger:          logger,
 	})
 	if errors.Is(err, node.ErrConfig) {

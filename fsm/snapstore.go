@@ -187,9 +187,20 @@ func (s *SnapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 	if !m.Linked {
 		return &m.SnapshotMeta, fh, nil
 	}
+	// Every file is opened now: a newer snapshot may reap this one while
+	// Raft still sends it to a follower, and an open file outlives that.
+	lr := &linkedReader{dir: dir, meta: m, state: fh}
+	for _, seg := range m.Segments {
+		sf, err := os.Open(filepath.Join(dir, snapSegmentDir, filepath.FromSlash(seg.Path)))
+		if err != nil {
+			lr.Close()
+			return nil, nil, fmt.Errorf("snapshot store: open %s: %w", id, err)
+		}
+		lr.segs = append(lr.segs, sf)
+	}
 	meta := m.SnapshotMeta
 	meta.Size = m.streamBytes()
-	return &meta, &linkedReader{dir: dir, meta: m, state: fh}, nil
+	return &meta, lr, nil
 }
 
 // reap removes all but the newest retain snapshots, and what a crash left
@@ -308,7 +319,7 @@ func (k *snapshotSink) persistLinked(tx *bolt.Tx, segs *segmentStore) error {
 	for _, r := range refs {
 		rel := r.relPath()
 		dst := filepath.Join(k.dir, snapSegmentDir, filepath.FromSlash(rel))
-		if err := linkOrCopy(segs.segmentPath(r.topic, r.partition, r.id), dst, r.size); err != nil {
+		if err := linkOrCopyPath(segs.segmentPath(r.topic, r.partition, r.id), dst, r.size); err != nil {
 			return fmt.Errorf("snapshot segment %s: %w", rel, err)
 		}
 		k.meta.Segments = append(k.meta.Segments, linkedSegment{Path: rel, Size: r.size})
@@ -317,24 +328,29 @@ func (k *snapshotSink) persistLinked(tx *bolt.Tx, segs *segmentStore) error {
 	return nil
 }
 
-// linkOrCopy makes dst a link to src (synced: segments are written without
-// fsync), or a copy of its first size bytes where links are impossible.
-func linkOrCopy(src, dst string, size int64) error {
-	if err := os.MkdirAll(filepath.Dir(dst), segmentDirMode); err != nil {
-		return err
-	}
+func linkOrCopyPath(src, dst string, size int64) error {
 	fh, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer fh.Close()
-	if err := fh.Sync(); err != nil {
+	return linkOrCopy(fh, dst, size)
+}
+
+// linkOrCopy makes dst a link to the open file src (synced first: segments
+// are written without fsync), or a copy of its first size bytes where a
+// link is impossible (another file system, or src's name is gone).
+func linkOrCopy(src *os.File, dst string, size int64) error {
+	if err := os.MkdirAll(filepath.Dir(dst), segmentDirMode); err != nil {
 		return err
 	}
-	if err := os.Link(src, dst); err == nil {
+	if err := src.Sync(); err != nil {
+		return err
+	}
+	if err := os.Link(src.Name(), dst); err == nil {
 		return nil
 	}
-	return writeFileSynced(dst, io.NewSectionReader(fh, 0, size))
+	return writeFileSynced(dst, io.NewSectionReader(src, 0, size))
 }
 
 // linkedReader composes a linked snapshot's stream. Restore reads it as
@@ -344,6 +360,7 @@ type linkedReader struct {
 	dir   string
 	meta  *snapshotMeta
 	state *os.File
+	segs  []*os.File // meta.Segments, open
 	pr    *io.PipeReader
 }
 
@@ -360,6 +377,9 @@ func (r *linkedReader) Close() error {
 	if r.pr != nil {
 		r.pr.Close()
 	}
+	for _, fh := range r.segs {
+		fh.Close()
+	}
 	return r.state.Close()
 }
 
@@ -374,8 +394,8 @@ func (r *linkedReader) compose(w io.Writer) error {
 	if stateSum.Sum32() != r.meta.StateCRC {
 		return fmt.Errorf("%w: snapshot %s: state.bin fails its CRC-32C", ErrBadSnapshot, r.meta.ID)
 	}
-	for _, s := range r.meta.Segments {
-		if err := r.writeSegment(mw, s); err != nil {
+	for i, s := range r.meta.Segments {
+		if err := r.writeSegment(mw, s, r.segs[i]); err != nil {
 			return fmt.Errorf("snapshot %s: segment %s: %w", r.meta.ID, s.Path, err)
 		}
 	}
@@ -388,7 +408,7 @@ func (r *linkedReader) compose(w io.Writer) error {
 	return bw.Flush()
 }
 
-func (r *linkedReader) writeSegment(w io.Writer, s linkedSegment) error {
+func (r *linkedReader) writeSegment(w io.Writer, s linkedSegment, fh *os.File) error {
 	var hdr []byte
 	hdr = binary.BigEndian.AppendUint16(hdr, uint16(len(s.Path)))
 	hdr = append(hdr, s.Path...)
@@ -396,11 +416,6 @@ func (r *linkedReader) writeSegment(w io.Writer, s linkedSegment) error {
 	if _, err := w.Write(hdr); err != nil {
 		return err
 	}
-	fh, err := os.Open(filepath.Join(r.dir, snapSegmentDir, filepath.FromSlash(s.Path)))
-	if err != nil {
-		return err
-	}
-	defer fh.Close()
 	n, err := io.Copy(w, io.NewSectionReader(fh, 0, s.Size))
 	if err == nil && n != s.Size {
 		err = fmt.Errorf("%w: %d of %d bytes", ErrBadSnapshot, n, s.Size)
@@ -438,13 +453,12 @@ func (r *linkedReader) restoreLinked(path, segDir string) error {
 	if stateSum.Sum32() != r.meta.StateCRC {
 		return fmt.Errorf("%w: snapshot %s: state.bin fails its CRC-32C", ErrBadSnapshot, r.meta.ID)
 	}
-	for _, s := range r.meta.Segments {
+	for i, s := range r.meta.Segments {
 		ref, err := parseSegmentPath(s.Path)
 		if err != nil {
 			return err
 		}
-		src := filepath.Join(r.dir, snapSegmentDir, filepath.FromSlash(s.Path))
-		st, err := os.Stat(src)
+		st, err := r.segs[i].Stat()
 		if err != nil {
 			return err
 		}
@@ -452,7 +466,7 @@ func (r *linkedReader) restoreLinked(path, segDir string) error {
 			return fmt.Errorf("%w: segment %s holds %d of %d bytes", ErrBadSnapshot, s.Path, st.Size(), s.Size)
 		}
 		dst := (&segmentStore{dir: segDir}).segmentPath(ref.topic, ref.partition, ref.id)
-		if err := linkOrCopy(src, dst, s.Size); err != nil {
+		if err := linkOrCopy(r.segs[i], dst, s.Size); err != nil {
 			return err
 		}
 	}

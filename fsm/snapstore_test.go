@@ -184,3 +184,29 @@ func TestSnapshotStore_ReadsFileSnapshotStoreSnapshots(t *testing.T) {
 		t.Fatal("stream differs")
 	}
 }
+
+// Raft may still be sending a snapshot to a follower when a newer one
+// reaps it: what Open returned keeps working.
+func TestSnapshotStore_OpenSnapshotOutlivesItsReaping(t *testing.T) {
+	a := populated(t)
+	store, err := NewSnapshotStore(t.TempDir(), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := snapshotInto(t, a.f, store, 5)
+	want := streamOf(t, store, old)
+	_, rc, err := store.Open(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	a.apply(ProduceType, ProduceCommand{Topic: "orders", Batches: []PartitionBatch{batch(0, "newer")}})
+	snapshotInto(t, a.f, store, 9)
+	if _, err := os.Stat(filepath.Join(store.dir, old)); !os.IsNotExist(err) {
+		t.Fatalf("the old snapshot was not reaped: %v", err)
+	}
+	got, err := io.ReadAll(rc)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("stream of the reaped snapshot: %d bytes (want %d), %v", len(got), len(want), err)
+	}
+}

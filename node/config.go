@@ -43,6 +43,9 @@ const (
 	// entries, 800 MB, docs/performance.md).
 	DefaultSnapshotThreshold = 1024
 	DefaultSnapshotInterval  = 2 * time.Second
+	// DefaultTrailingLogs entries stay behind a snapshot: about 1 GB of
+	// 100 KiB produce entries, a minute of the capacity run's writes.
+	DefaultTrailingLogs = 10240
 )
 
 // ErrConfig marks a configuration the node refuses to start with.
@@ -132,7 +135,7 @@ func (c *Config) setDefaults() {
 		c.SnapshotThreshold = DefaultSnapshotThreshold
 	}
 	if c.TrailingLogs == 0 {
-		c.TrailingLogs = 10240
+		c.TrailingLogs = DefaultTrailingLogs
 	}
 	if c.SnapshotInterval == 0 {
 		c.SnapshotInterval = DefaultSnapshotInterval

@@ -49,7 +49,8 @@
 # Environment: WEIR (binary, default ./bin/weir from "make build"),
 # SAMPLE_EVERY (5), MIN_FREE_GB (10: the produce is stopped when the disk
 # gets this full), KEEP_DATA=1 (keep the data dirs), CAPACITY_DIR and
-# CAPACITY_RESULTS (where data and results go).
+# CAPACITY_RESULTS (where data and results go). The nodes inherit the
+# environment, so WEIR_RAFT_TRAILING_LOGS=N sets their --raft-trailing-logs.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -349,6 +350,7 @@ trap 'exit 130' INT TERM
 
 # --- 0. preconditions ----------------------------------------------------
 say "capacity run $RUN_ID: $RECORDS records of $RECORD_SIZE B, $PRODUCERS producers, batch $BATCH, $PARTITIONS partitions"
+echo "raft trailing logs: ${WEIR_RAFT_TRAILING_LOGS:-default}"
 echo "binary: $WEIR ($("$WEIR" --version 2>&1)); checkout HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?') (the binary may be older)"
 echo "machine: $(nproc) CPUs, $(free -g | awk '/^Mem/ { print $2 }') GiB RAM, $(uname -r)"
 echo "data: $SCRATCH   results: $RESULTS"

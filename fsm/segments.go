@@ -50,7 +50,10 @@ const (
 	// snapshot rolling it first.
 	segmentMaxBytes = 512 << 20
 	segmentDirMode  = 0o700
-	trashPrefix     = ".trash-"
+	// writebackBytes: once this much of a segment is unwritten, the kernel
+	// is asked to start writing it (writeback_linux.go).
+	writebackBytes = 1 << 20
+	trashPrefix    = ".trash-"
 )
 
 // SegmentDir is the directory of the record segments of the state store at
@@ -63,9 +66,10 @@ type partKey struct {
 }
 
 type segWriter struct {
-	id   uint64
-	fh   *os.File
-	size int64
+	id      uint64
+	fh      *os.File
+	size    int64
+	flushed int64 // writeback started up to here
 }
 
 type segmentStore struct {
@@ -124,6 +128,10 @@ func (s *segmentStore) append(topic string, p int, base uint64, frames []byte) (
 	}
 	pos = w.size
 	w.size += int64(len(frames))
+	if w.size-w.flushed >= writebackBytes {
+		startWriteback(w.fh, w.flushed, w.size-w.flushed)
+		w.flushed = w.size
+	}
 	if s.sync {
 		s.dirty[w] = struct{}{}
 	}

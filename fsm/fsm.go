@@ -129,7 +129,16 @@ func (f *FSM) open() error {
 			}
 		}
 		f.applied.Store(readApplied(tx))
-		return segs.sweep(func(topic string) bool { _, ok := readTopic(tx, topic); return ok })
+		known := map[string]bool{}
+		err := tx.Bucket(bucketTopics).ForEach(func(k, _ []byte) error {
+			tm, _ := readTopic(tx, string(k))
+			known[tm.segmentDir()] = true
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return segs.sweep(known)
 	})
 	if err != nil {
 		db.Close()
@@ -244,9 +253,9 @@ func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte) interface{} {
 	case InitType:
 		return applyInit(tx, body)
 	case CreateTopicType:
-		return applyCreateTopic(tx, f.segs, index, body)
+		return applyCreateTopic(tx, index, body)
 	case DeleteTopicType:
-		return applyDeleteTopic(tx, f.segs, index, body)
+		return applyDeleteTopic(tx, f.segs, body)
 	case ProduceType:
 		return applyProduce(tx, f.segs, index, body)
 	}
@@ -269,13 +278,16 @@ func readApplied(tx *bolt.Tx) uint64 {
 	return binary.BigEndian.Uint64(v)
 }
 
-// view runs fn in a read transaction of the current store.
+// view runs fn in a read transaction of the current store. The segment
+// files the transaction's index names stay in place until fn returns.
 func (f *FSM) view(fn func(tx *bolt.Tx) error) error {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.db == nil {
 		return fmt.Errorf("state store closed")
 	}
+	f.segs.enterRead()
+	defer f.segs.leaveRead()
 	return f.db.View(fn)
 }
 

@@ -79,7 +79,7 @@ func applyProduce(tx *bolt.Tx, segs *segmentStore, index uint64, body []byte) in
 	for i, b := range cmd.Batches {
 		pb := partitionBucket(tx, cmd.Topic, b.Partition)
 		_, end := extent(pb)
-		seg, pos, err := segs.append(cmd.Topic, b.Partition, end, b.Data)
+		seg, pos, err := segs.append(tm.segmentDir(), b.Partition, end, b.Data)
 		must(err)
 		e := indexEntry{sum: crc, ts: cmd.At, count: uint32(b.Count), segment: seg, pos: pos, length: uint32(len(b.Data))}
 		if crc {
@@ -231,7 +231,7 @@ func (f *FSM) Read(topic string, partition int, offset uint64, lim ReadLimits, f
 		if offset == end {
 			return nil
 		}
-		sr := f.segs.reader(topic, partition)
+		sr := f.segs.reader(tm.segmentDir(), partition)
 		defer sr.close()
 		c := pb.Cursor()
 		k, v := c.Seek(offsetKey(offset))

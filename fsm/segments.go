@@ -29,7 +29,9 @@ import (
 // the batches before it (bbolt keeps values in its leaves), the process maps
 // only the small index, and reads are pread(2) of exactly the batch.
 //
-// Layout: <state.db>.segments/<topic, hex>/<partition>/<segment>.seg, where
+// Layout: <state.db>.segments/<topic, hex>-<index>/<partition>/<segment>.seg,
+// where index is the Raft index that created the topic (so a topic deleted
+// and created again, even in one batch of entries, never shares a file) and
 // segment is the base offset of the file's first batch (20 digits).
 //
 // A file is appended only by the store that created it, and only until the
@@ -61,7 +63,7 @@ const (
 func SegmentDir(statePath string) string { return statePath + ".segments" }
 
 type partKey struct {
-	topic     string
+	dir       string // the topic's directory: topicDirName
 	partition int
 }
 
@@ -76,40 +78,78 @@ type segmentStore struct {
 	dir  string
 	sync bool // fsync segments before the index commits
 
-	mu     sync.Mutex // guards active and dirty; Apply, Snapshot and Close take it
+	mu     sync.Mutex // guards active, dirty and trash; Apply, Snapshot and Close take it
 	active map[partKey]*segWriter
 	dirty  map[*segWriter]struct{}
 	trash  []string // topic directories to remove once the index commits
 
-	removeMu sync.RWMutex // readers hold it shared; removing a topic's files takes it
+	// readers counts whoever reads files the index names (reads,
+	// snapshots, backups), from before its transaction begins to when it
+	// is done; a deleted topic's files are removed only when it is zero (by
+	// the commit that deleted it, or else by the last reader to leave), so
+	// a read that still sees a topic finds its files. Not an RWMutex: a
+	// waiting remover would stop new readers, and Apply (Snapshot) among
+	// them, behind a backup that takes minutes.
+	readMu  sync.Mutex
+	readers int
+	pending []string // deleted topics' directories waiting for readers to leave
 }
 
-func openSegments(dir string, sync bool) (*segmentStore, error) {
+// enterRead marks a reader of segment files; leaveRead ends it.
+func (s *segmentStore) enterRead() {
+	s.readMu.Lock()
+	s.readers++
+	s.readMu.Unlock()
+}
+
+func (s *segmentStore) leaveRead() {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	s.readers--
+	s.removePendingLocked()
+}
+
+// removePendingLocked removes the deleted topics' directories when no one
+// reads; readMu held.
+func (s *segmentStore) removePendingLocked() {
+	if s.readers > 0 {
+		return
+	}
+	for _, d := range s.pending {
+		_ = os.RemoveAll(d)
+	}
+	s.pending = nil
+}
+
+func openSegments(dir string, syncCommits bool) (*segmentStore, error) {
 	if err := os.MkdirAll(dir, segmentDirMode); err != nil {
 		return nil, fmt.Errorf("segment directory: %w", err)
 	}
-	return &segmentStore{dir: dir, sync: sync, active: map[partKey]*segWriter{}, dirty: map[*segWriter]struct{}{}}, nil
+	return &segmentStore{dir: dir, sync: syncCommits, active: map[partKey]*segWriter{}, dirty: map[*segWriter]struct{}{}}, nil
 }
 
-func topicDirName(topic string) string { return hex.EncodeToString([]byte(topic)) }
+// topicDirName is the directory of the topic created at Raft index created.
+func topicDirName(topic string, created uint64) string {
+	return hex.EncodeToString([]byte(topic)) + "-" + strconv.FormatUint(created, 10)
+}
 
 func segmentFileName(id uint64) string { return fmt.Sprintf("%020d%s", id, segmentExt) }
 
-func (s *segmentStore) partitionDir(topic string, p int) string {
-	return filepath.Join(s.dir, topicDirName(topic), strconv.Itoa(p))
+func (s *segmentStore) partitionDir(dir string, p int) string {
+	return filepath.Join(s.dir, dir, strconv.Itoa(p))
 }
 
-func (s *segmentStore) segmentPath(topic string, p int, id uint64) string {
-	return filepath.Join(s.partitionDir(topic, p), segmentFileName(id))
+func (s *segmentStore) segmentPath(dir string, p int, id uint64) string {
+	return filepath.Join(s.partitionDir(dir, p), segmentFileName(id))
 }
 
 // append writes a batch's frames at the end of the partition's active
 // segment, rolling to a new segment named base when there is none, and
 // returns the segment and the position written at.
-func (s *segmentStore) append(topic string, p int, base uint64, frames []byte) (seg uint64, pos int64, err error) {
+func (s *segmentStore) append(dir string, p int, base uint64, frames []byte) (seg uint64, pos int64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := partKey{topic, p}
+	k := partKey{dir, p}
 	w := s.active[k]
 	if w != nil && w.size >= segmentMaxBytes {
 		if err := s.closeWriter(k, w); err != nil {
@@ -118,7 +158,7 @@ func (s *segmentStore) append(topic string, p int, base uint64, frames []byte) (
 		w = nil
 	}
 	if w == nil {
-		if w, err = s.create(topic, p, base); err != nil {
+		if w, err = s.create(dir, p, base); err != nil {
 			return 0, 0, err
 		}
 		s.active[k] = w
@@ -141,12 +181,12 @@ func (s *segmentStore) append(topic string, p int, base uint64, frames []byte) (
 // create starts a segment file. A file of that name can only be what a
 // crashed process created and never committed; it is unlinked, not
 // truncated, since truncating could reach a snapshot's link to it.
-func (s *segmentStore) create(topic string, p int, id uint64) (*segWriter, error) {
-	dir := s.partitionDir(topic, p)
-	if err := os.MkdirAll(dir, segmentDirMode); err != nil {
+func (s *segmentStore) create(dir string, p int, id uint64) (*segWriter, error) {
+	pdir := s.partitionDir(dir, p)
+	if err := os.MkdirAll(pdir, segmentDirMode); err != nil {
 		return nil, fmt.Errorf("segment directory: %w", err)
 	}
-	path := filepath.Join(dir, segmentFileName(id))
+	path := filepath.Join(pdir, segmentFileName(id))
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("segment %s: %w", path, err)
 	}
@@ -201,7 +241,8 @@ func (s *segmentStore) roll() error {
 }
 
 // close closes the active segments, syncing them: a clean close leaves
-// nothing for an operating-system crash to tear.
+// nothing for an operating-system crash to tear. A deleted topic's files
+// that readers still held are left to the next open's sweep.
 func (s *segmentStore) close() error {
 	s.mu.Lock()
 	for _, w := range s.active {
@@ -211,59 +252,47 @@ func (s *segmentStore) close() error {
 	return s.roll()
 }
 
-// dropTopic moves a topic's files out of the way at once (a topic of the
-// same name may be created and written in the same batch of entries) and
-// removes them once the index no longer refers to them.
-func (s *segmentStore) dropTopic(topic string, index uint64) error {
+// dropTopic closes a deleted topic's segments and removes its directory
+// once the index no longer refers to it (emptyTrash).
+func (s *segmentStore) dropTopic(dir string) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for k, w := range s.active {
-		if k.topic == topic {
+		if k.dir == dir {
 			delete(s.dirty, w)
 			delete(s.active, k)
 			w.fh.Close()
 		}
 	}
-	s.mu.Unlock()
-	dir := filepath.Join(s.dir, topicDirName(topic))
-	trash := filepath.Join(s.dir, fmt.Sprintf("%s%d-%s", trashPrefix, index, topicDirName(topic)))
-	s.removeMu.Lock()
-	err := os.Rename(dir, trash)
-	s.removeMu.Unlock()
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("remove segments of topic %q: %w", topic, err)
-	}
-	s.mu.Lock()
-	s.trash = append(s.trash, trash)
-	s.mu.Unlock()
-	return nil
+	s.trash = append(s.trash, filepath.Join(s.dir, dir))
 }
 
-// emptyTrash removes what dropTopic moved aside; called after the index
-// commits, and at open for what a crash left.
+// emptyTrash removes the directories of topics deleted by the entries just
+// committed, now if no one reads, else when the last reader leaves: Apply
+// never waits for a reader.
 func (s *segmentStore) emptyTrash() {
 	s.mu.Lock()
 	trash := s.trash
 	s.trash = nil
 	s.mu.Unlock()
-	for _, t := range trash {
-		_ = os.RemoveAll(t)
+	if len(trash) == 0 {
+		return
 	}
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	s.pending = append(s.pending, trash...)
+	s.removePendingLocked()
 }
 
-// sweep removes, at open, topic directories the index does not know: the
-// trash of a deletion a crash interrupted, and the files of a topic whose
-// creation never committed.
-func (s *segmentStore) sweep(known func(topic string) bool) error {
+// sweep removes, at open, topic directories the index does not know: those
+// of a deletion a crash interrupted, and of a creation that never committed.
+func (s *segmentStore) sweep(known map[string]bool) error {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return fmt.Errorf("segment directory: %w", err)
 	}
 	for _, e := range entries {
-		name, err := hex.DecodeString(e.Name())
-		if err == nil && known(string(name)) {
+		if known[e.Name()] {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(s.dir, e.Name())); err != nil {
@@ -318,14 +347,14 @@ func decodeIndexEntry(v []byte) (indexEntry, error) {
 // until done.
 type segmentReader struct {
 	s     *segmentStore
-	topic string
+	dir   string
 	part  int
 	files map[uint64]*os.File
 	buf   []byte
 }
 
-func (s *segmentStore) reader(topic string, p int) *segmentReader {
-	return &segmentReader{s: s, topic: topic, part: p}
+func (s *segmentStore) reader(dir string, p int) *segmentReader {
+	return &segmentReader{s: s, dir: dir, part: p}
 }
 
 // batch returns a stored batch's timestamp and frames, whatever its format;
@@ -340,7 +369,7 @@ func (r *segmentReader) batch(v []byte) (ts int64, frames []byte, checksummed bo
 	}
 	fh := r.files[e.segment]
 	if fh == nil {
-		path := r.s.segmentPath(r.topic, r.part, e.segment)
+		path := r.s.segmentPath(r.dir, r.part, e.segment)
 		if fh, err = os.Open(path); err != nil {
 			return 0, nil, true, fmt.Errorf("%w: segment %s: %v", ErrCorruptBatch, path, err)
 		}
@@ -376,26 +405,31 @@ func (r *segmentReader) close() {
 
 // segmentRef names one segment file in a snapshot stream.
 type segmentRef struct {
-	topic     string
+	dir       string // the topic's directory: topicDirName
 	partition int
 	id        uint64
 }
 
 func (r segmentRef) relPath() string {
-	return filepath.ToSlash(filepath.Join(topicDirName(r.topic), strconv.Itoa(r.partition), segmentFileName(r.id)))
+	return r.dir + "/" + strconv.Itoa(r.partition) + "/" + segmentFileName(r.id)
 }
 
 // parseSegmentPath parses a segment's path in a snapshot stream, refusing
-// anything that is not exactly <hex topic>/<partition>/<20 digits>.seg (a
-// restore must never write outside the segment directory).
+// anything that is not exactly <hex topic>-<index>/<partition>/<20 digits>.seg
+// (a restore must never write outside the segment directory).
 func parseSegmentPath(rel string) (segmentRef, error) {
 	parts := strings.Split(rel, "/")
 	bad := fmt.Errorf("%w: segment path %q", ErrBadSnapshot, rel)
 	if len(parts) != 3 || !strings.HasSuffix(parts[2], segmentExt) || len(parts[2]) != 20+len(segmentExt) {
 		return segmentRef{}, bad
 	}
-	topic, err := hex.DecodeString(parts[0])
-	if err != nil || len(topic) == 0 {
+	name, created, ok := strings.Cut(parts[0], "-")
+	topic, err := hex.DecodeString(name)
+	if !ok || err != nil || len(topic) == 0 {
+		return segmentRef{}, bad
+	}
+	inc, err := strconv.ParseUint(created, 10, 64)
+	if err != nil || topicDirName(string(topic), inc) != parts[0] {
 		return segmentRef{}, bad
 	}
 	p, err := strconv.Atoi(parts[1])
@@ -406,5 +440,5 @@ func parseSegmentPath(rel string) (segmentRef, error) {
 	if err != nil {
 		return segmentRef{}, bad
 	}
-	return segmentRef{topic: string(topic), partition: p, id: id}, nil
+	return segmentRef{dir: parts[0], partition: p, id: id}, nil
 }

@@ -8,16 +8,37 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 )
 
+// topicDir is the segment directory of the topic now called topic.
+func topicDir(t *testing.T, f *FSM, topic string) string {
+	t.Helper()
+	var dir string
+	f.view(func(tx *bolt.Tx) error {
+		tm, ok := readTopic(tx, topic)
+		if !ok {
+			t.Fatalf("no topic %q", topic)
+		}
+		dir = tm.segmentDir()
+		return nil
+	})
+	return dir
+}
+
+// partDir is the directory of a partition's segment files.
+func partDir(t *testing.T, f *FSM, topic string, p int) string {
+	return f.segs.partitionDir(topicDir(t, f, topic), p)
+}
+
 // segmentFiles lists the segment files of a partition, by name.
 func segmentFiles(t *testing.T, f *FSM, topic string, p int) []string {
 	t.Helper()
-	entries, err := os.ReadDir(f.segs.partitionDir(topic, p))
+	entries, err := os.ReadDir(partDir(t, f, topic, p))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -64,7 +85,7 @@ func TestSegments_RecordsLiveOutsideTheIndex(t *testing.T) {
 		if len(files) != 1 {
 			t.Fatalf("partition %d: segment files %v, want one", p, files)
 		}
-		st, err := os.Stat(filepath.Join(a.f.segs.partitionDir("t", p), files[0]))
+		st, err := os.Stat(filepath.Join(partDir(t, a.f, "t", p), files[0]))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +116,7 @@ func TestSegments_ReopenStartsANewFileAndIgnoresUncommittedBytes(t *testing.T) {
 	reopen(t, a)
 	// A crash after the segment write and before the index commit: the
 	// bytes are in the file, the index does not know them.
-	first := filepath.Join(a.f.segs.partitionDir("t", 0), segmentFileName(0))
+	first := filepath.Join(partDir(t, a.f, "t", 0), segmentFileName(0))
 	fh, err := os.OpenFile(first, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +152,7 @@ func TestSegments_CorruptSegmentIsDetected(t *testing.T) {
 	a.apply(CreateTopicType, CreateTopicCommand{Name: "t", Partitions: 1})
 	finalize(a)
 	a.apply(ProduceType, ProduceCommand{Topic: "t", Batches: []PartitionBatch{batch(0, "payload")}})
-	path := filepath.Join(a.f.segs.partitionDir("t", 0), segmentFileName(0))
+	path := filepath.Join(partDir(t, a.f, "t", 0), segmentFileName(0))
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -167,13 +188,17 @@ func TestSegments_DeleteTopicRemovesItsFiles(t *testing.T) {
 	a := newApplier(t)
 	a.apply(CreateTopicType, CreateTopicCommand{Name: "t", Partitions: 1})
 	a.apply(ProduceType, ProduceCommand{Topic: "t", Batches: []PartitionBatch{batch(0, "old-1", "old-2")}})
+	old := topicDir(t, a.f, "t")
 	// Delete, create and write again in one batch of entries, as Raft may
-	// hand them over.
+	// hand them over: the new topic has a directory of its own.
 	a.f.ApplyBatch([]*raft.Log{
 		a.log(DeleteTopicType, DeleteTopicCommand{Name: "t"}),
 		a.log(CreateTopicType, CreateTopicCommand{Name: "t", Partitions: 1}),
 		a.log(ProduceType, ProduceCommand{Topic: "t", Batches: []PartitionBatch{batch(0, "new")}}),
 	})
+	if dir := topicDir(t, a.f, "t"); dir == old {
+		t.Fatalf("the new topic reuses the deleted one's directory %s", dir)
+	}
 	if got := readAll(t, a.f, "t", 0, 0); fmt.Sprint(got) != "[0:new]" {
 		t.Fatalf("records of the new topic: %v", got)
 	}
@@ -184,18 +209,59 @@ func TestSegments_DeleteTopicRemovesItsFiles(t *testing.T) {
 	}
 }
 
+// A snapshot being written when a topic is deleted still holds the topic's
+// records: the deleted topic's files are removed only once nothing that
+// could still see them reads.
+func TestSegments_DeleteWaitsForSnapshotsInProgress(t *testing.T) {
+	a := newApplier(t)
+	a.apply(CreateTopicType, CreateTopicCommand{Name: "t", Partitions: 1})
+	a.apply(ProduceType, ProduceCommand{Topic: "t", Batches: []PartitionBatch{batch(0, "a", "b")}})
+	dir := filepath.Join(a.f.segs.dir, topicDir(t, a.f, "t"))
+	want, _ := a.f.StateHash()
+	snap, err := a.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := sync.OnceFunc(snap.Release) // a failing test must release it too
+	defer release()
+	a.apply(DeleteTopicType, DeleteTopicCommand{Name: "t"})
+	var buf bytes.Buffer
+	sink := &bufferSink{Buffer: &buf}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatalf("snapshot taken before the delete: %v", err)
+	}
+	release()
+	b := newTestFSM(t)
+	if err := b.Restore(nopCloser(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.StateHash(); got != want {
+		t.Fatal("the snapshot does not hold the state it was taken of")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the deleted topic's files after the snapshot was released: %v", err)
+	}
+}
+
+// bufferSink is a raft.SnapshotSink writing to memory.
+type bufferSink struct{ *bytes.Buffer }
+
+func (bufferSink) ID() string    { return "buffer" }
+func (bufferSink) Cancel() error { return nil }
+func (bufferSink) Close() error  { return nil }
+
 func TestSegments_OpenSweepsFilesTheIndexDoesNotKnow(t *testing.T) {
 	a := newApplier(t)
 	a.apply(CreateTopicType, CreateTopicCommand{Name: "kept", Partitions: 1})
 	a.apply(ProduceType, ProduceCommand{Topic: "kept", Batches: []PartitionBatch{batch(0, "x")}})
-	for _, d := range []string{topicDirName("never-committed") + "/0", ".trash-7-" + topicDirName("gone") + "/0"} {
+	for _, d := range []string{topicDirName("never-committed", 99) + "/0", topicDirName("kept", 1) + "/0"} {
 		if err := os.MkdirAll(filepath.Join(a.f.segs.dir, d), 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
 	reopen(t, a)
 	entries, _ := os.ReadDir(a.f.segs.dir)
-	if len(entries) != 1 || entries[0].Name() != topicDirName("kept") {
+	if len(entries) != 1 || entries[0].Name() != topicDir(t, a.f, "kept") {
 		t.Fatalf("segment directory after open: %v", entries)
 	}
 	if got := readAll(t, a.f, "kept", 0, 0); fmt.Sprint(got) != "[0:x]" {
@@ -256,16 +322,17 @@ func TestSnapshot_FormatFollowsTheStore(t *testing.T) {
 // A restored snapshot writes only inside the segment directory, whatever
 // paths the stream names.
 func TestParseSegmentPath_RefusesAnythingElse(t *testing.T) {
-	good := segmentRef{topic: "orders", partition: 3, id: 1200}
+	good := segmentRef{dir: topicDirName("orders", 17), partition: 3, id: 1200}
 	if r, err := parseSegmentPath(good.relPath()); err != nil || r != good {
 		t.Fatalf("%s: %v %v", good.relPath(), r, err)
 	}
 	for _, bad := range []string{
-		"", "../x/0/00000000000000000000.seg", topicDirName("t") + "/../../00000000000000000000.seg",
-		topicDirName("t") + "/0/../00000000000000000000.seg", topicDirName("t") + "/-1/00000000000000000000.seg",
-		topicDirName("t") + "/01/00000000000000000000.seg", topicDirName("t") + "/0/0.seg",
-		"/etc/0/00000000000000000000.seg", topicDirName("t") + "/0/00000000000000000000.txt",
-		"zz/0/00000000000000000000.seg", "/0/00000000000000000000.seg",
+		"", "../x/0/00000000000000000000.seg", topicDirName("t", 1) + "/../../00000000000000000000.seg",
+		topicDirName("t", 1) + "/0/../00000000000000000000.seg", topicDirName("t", 1) + "/-1/00000000000000000000.seg",
+		topicDirName("t", 1) + "/01/00000000000000000000.seg", topicDirName("t", 1) + "/0/0.seg",
+		"/etc/0/00000000000000000000.seg", topicDirName("t", 1) + "/0/00000000000000000000.txt",
+		"zz-1/0/00000000000000000000.seg", "/0/00000000000000000000.seg", "74/0/00000000000000000000.seg",
+		"74-01/0/00000000000000000000.seg", "74--1/0/00000000000000000000.seg", "-1/0/00000000000000000000.seg",
 	} {
 		if _, err := parseSegmentPath(bad); !errors.Is(err, ErrBadSnapshot) {
 			t.Errorf("%q accepted", bad)

@@ -22,7 +22,7 @@ import (
 //	header:   magic "WEIRSNAP", u16 format, u8 len + cluster id, u64 applied index, u64 body length
 //	body:     a consistent copy of the bbolt state store
 //	segments: (format 2 only) for each segment file the store refers to:
-//	          u16 path length, path (<hex topic>/<partition>/<segment>.seg), u64 length, the bytes;
+//	          u16 path length, path (<hex topic>-<index>/<partition>/<segment>.seg), u64 length, the bytes;
 //	          then a u16 0
 //	footer:   u32 CRC-32C (Castagnoli) of everything before it
 //
@@ -57,16 +57,19 @@ type fsmSnapshot struct {
 // snapshot refers to is immutable.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
-	if err := f.segs.roll(); err != nil {
-		f.mu.RUnlock()
+	segs := f.segs
+	release := func() { segs.leaveRead(); f.mu.RUnlock() }
+	segs.enterRead()
+	if err := segs.roll(); err != nil {
+		release()
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	tx, err := f.db.Begin(false)
 	if err != nil {
-		f.mu.RUnlock()
+		release()
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
-	return &fsmSnapshot{tx: tx, segs: f.segs, release: f.mu.RUnlock}, nil
+	return &fsmSnapshot{tx: tx, segs: segs, release: release}, nil
 }
 
 // Persist writes the snapshot into sink: by links into this package's
@@ -150,8 +153,12 @@ type sizedSegment struct {
 // in path order.
 func referencedSegments(tx *bolt.Tx) ([]sizedSegment, error) {
 	var out []sizedSegment
-	err := tx.Bucket(bucketData).ForEachBucket(func(topic []byte) error {
-		tb := tx.Bucket(bucketData).Bucket(topic)
+	err := tx.Bucket(bucketTopics).ForEach(func(name, _ []byte) error {
+		tm, _ := readTopic(tx, string(name))
+		tb := tx.Bucket(bucketData).Bucket(name)
+		if tb == nil {
+			return nil
+		}
 		return tb.ForEachBucket(func(pk []byte) error {
 			p := int(binary.BigEndian.Uint32(pk))
 			sizes := map[uint64]int64{}
@@ -171,7 +178,7 @@ func referencedSegments(tx *bolt.Tx) ([]sizedSegment, error) {
 				return nil
 			})
 			for _, id := range ids { // offsets grow, so ids come in order
-				out = append(out, sizedSegment{segmentRef{string(topic), p, id}, sizes[id]})
+				out = append(out, sizedSegment{segmentRef{tm.segmentDir(), p, id}, sizes[id]})
 			}
 			return err
 		})
@@ -189,7 +196,7 @@ func writeSegments(w io.Writer, segs *segmentStore, refs []sizedSegment) error {
 		if _, err := w.Write(hdr); err != nil {
 			return fmt.Errorf("snapshot segment %s: %w", rel, err)
 		}
-		fh, err := os.Open(segs.segmentPath(r.topic, r.partition, r.id))
+		fh, err := os.Open(segs.segmentPath(r.dir, r.partition, r.id))
 		if err != nil {
 			return fmt.Errorf("snapshot segment %s: %w", rel, err)
 		}
@@ -378,7 +385,7 @@ func (f *FSM) restoreInto(r io.Reader, path, segDir string) error {
 	}
 	bw := bufio.NewWriterSize(fh, 1<<20)
 	_, err = copySnapshot(r, bw, func(ref segmentRef, body io.Reader) error {
-		return writeFileSynced(tmpSegs.segmentPath(ref.topic, ref.partition, ref.id), body)
+		return writeFileSynced(tmpSegs.segmentPath(ref.dir, ref.partition, ref.id), body)
 	})
 	if err == nil {
 		err = bw.Flush()
@@ -417,7 +424,7 @@ func (f *FSM) StateHash() (string, error) {
 	h := sha256.New()
 	err := f.view(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			return hashBucket(h, f.segs, [][]byte{name}, b)
+			return hashBucket(h, tx, f.segs, [][]byte{name}, b)
 		})
 	})
 	if err != nil {
@@ -429,10 +436,11 @@ func (f *FSM) StateHash() (string, error) {
 // hashBucket hashes every key and value under b. A batch is hashed as what
 // it holds (timestamp, count, frames), not as where it is stored: segment
 // files and positions differ between nodes, the records do not.
-func hashBucket(h hash.Hash, segs *segmentStore, path [][]byte, b *bolt.Bucket) error {
+func hashBucket(h hash.Hash, tx *bolt.Tx, segs *segmentStore, path [][]byte, b *bolt.Bucket) error {
 	var sr *segmentReader
 	if len(path) == 3 && bytes.Equal(path[0], bucketData) {
-		sr = segs.reader(string(path[1]), int(binary.BigEndian.Uint32(path[2])))
+		tm, _ := readTopic(tx, string(path[1]))
+		sr = segs.reader(tm.segmentDir(), int(binary.BigEndian.Uint32(path[2])))
 		defer sr.close()
 	}
 	return b.ForEach(func(k, v []byte) error {
@@ -440,7 +448,7 @@ func hashBucket(h hash.Hash, segs *segmentStore, path [][]byte, b *bolt.Bucket) 
 			return nil
 		}
 		if v == nil {
-			return hashBucket(h, segs, append(path, k), b.Bucket(k))
+			return hashBucket(h, tx, segs, append(path, k), b.Bucket(k))
 		}
 		if sr != nil {
 			ts, frames, _, err := sr.batch(v)

@@ -62,7 +62,7 @@ type snapshotMeta struct {
 }
 
 type linkedSegment struct {
-	Path string // as in the stream: <hex topic>/<partition>/<segment>.seg
+	Path string // as in the stream: <hex topic>-<index>/<partition>/<segment>.seg
 	Size int64
 }
 
@@ -319,7 +319,7 @@ func (k *snapshotSink) persistLinked(tx *bolt.Tx, segs *segmentStore) error {
 	for _, r := range refs {
 		rel := r.relPath()
 		dst := filepath.Join(k.dir, snapSegmentDir, filepath.FromSlash(rel))
-		if err := linkOrCopyPath(segs.segmentPath(r.topic, r.partition, r.id), dst, r.size); err != nil {
+		if err := linkOrCopyPath(segs.segmentPath(r.dir, r.partition, r.id), dst, r.size); err != nil {
 			return fmt.Errorf("snapshot segment %s: %w", rel, err)
 		}
 		k.meta.Segments = append(k.meta.Segments, linkedSegment{Path: rel, Size: r.size})
@@ -465,7 +465,7 @@ func (r *linkedReader) restoreLinked(path, segDir string) error {
 		if st.Size() < s.Size {
 			return fmt.Errorf("%w: segment %s holds %d of %d bytes", ErrBadSnapshot, s.Path, st.Size(), s.Size)
 		}
-		dst := (&segmentStore{dir: segDir}).segmentPath(ref.topic, ref.partition, ref.id)
+		dst := (&segmentStore{dir: segDir}).segmentPath(ref.dir, ref.partition, ref.id)
 		if err := linkOrCopy(r.segs[i], dst, s.Size); err != nil {
 			return err
 		}

@@ -65,7 +65,7 @@ func TestSnapshotStore_LinksSegmentsInsteadOfCopying(t *testing.T) {
 	}
 	for _, s := range m.Segments {
 		ref, _ := parseSegmentPath(s.Path)
-		live, err1 := os.Stat(a.f.segs.segmentPath(ref.topic, ref.partition, ref.id))
+		live, err1 := os.Stat(a.f.segs.segmentPath(ref.dir, ref.partition, ref.id))
 		linked, err2 := os.Stat(filepath.Join(store.dir, id, snapSegmentDir, s.Path))
 		if err1 != nil || err2 != nil || !os.SameFile(live, linked) {
 			t.Fatalf("segment %s is not a link to the live file: %v %v", s.Path, err1, err2)

@@ -18,7 +18,14 @@ type topicMeta struct {
 	Name       string
 	Partitions int
 	CreatedAt  int64
+	// CreatedIndex is the Raft index of the entry that created the topic
+	// (0 for topics created before it was kept): it names the topic's
+	// segment directory, so each incarnation of a name has its own.
+	CreatedIndex uint64
 }
+
+// segmentDir is the topic's directory in the segment store.
+func (tm topicMeta) segmentDir() string { return topicDirName(tm.Name, tm.CreatedIndex) }
 
 // TopicInfo describes a topic and the extent of each partition.
 type TopicInfo struct {
@@ -64,7 +71,7 @@ func ValidatePartitions(n int) error {
 	return nil
 }
 
-func applyCreateTopic(tx *bolt.Tx, segs *segmentStore, index uint64, body []byte) interface{} {
+func applyCreateTopic(tx *bolt.Tx, index uint64, body []byte) interface{} {
 	var cmd CreateTopicCommand
 	mustDecode(body, &cmd)
 	if err := ValidateTopicName(cmd.Name); err != nil {
@@ -80,12 +87,10 @@ func applyCreateTopic(tx *bolt.Tx, segs *segmentStore, index uint64, body []byte
 		return reject(ErrTopicExists, "delete it first, or use another name",
 			"topic %q exists with %d partitions", cmd.Name, tm.Partitions)
 	}
-	buf, err := Encode(0, topicMeta{Name: cmd.Name, Partitions: cmd.Partitions, CreatedAt: cmd.At})
+	buf, err := Encode(0, topicMeta{Name: cmd.Name, Partitions: cmd.Partitions, CreatedAt: cmd.At, CreatedIndex: index})
 	if err != nil {
 		panic(err)
 	}
-	// Files of an earlier topic of this name that a crash left behind.
-	must(segs.dropTopic(cmd.Name, index))
 	must(tx.Bucket(bucketTopics).Put([]byte(cmd.Name), buf[1:]))
 	tb, err := tx.Bucket(bucketData).CreateBucket([]byte(cmd.Name))
 	must(err)
@@ -96,15 +101,16 @@ func applyCreateTopic(tx *bolt.Tx, segs *segmentStore, index uint64, body []byte
 	return CreateTopicResult{Created: true}
 }
 
-func applyDeleteTopic(tx *bolt.Tx, segs *segmentStore, index uint64, body []byte) interface{} {
+func applyDeleteTopic(tx *bolt.Tx, segs *segmentStore, body []byte) interface{} {
 	var cmd DeleteTopicCommand
 	mustDecode(body, &cmd)
-	if _, ok := readTopic(tx, cmd.Name); !ok {
+	tm, ok := readTopic(tx, cmd.Name)
+	if !ok {
 		return reject(ErrUnknownTopic, `list topics with "weir topic list"`, "topic %q does not exist", cmd.Name)
 	}
 	must(tx.Bucket(bucketTopics).Delete([]byte(cmd.Name)))
 	must(tx.Bucket(bucketData).DeleteBucket([]byte(cmd.Name)))
-	must(segs.dropTopic(cmd.Name, index))
+	segs.dropTopic(tm.segmentDir())
 	return nil
 }
 

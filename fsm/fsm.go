@@ -16,7 +16,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -289,15 +288,6 @@ func (f *FSM) view(fn func(tx *bolt.Tx) error) error {
 	f.segs.enterRead()
 	defer f.segs.leaveRead()
 	return f.db.View(fn)
-}
-
-// Size is the state store's file size in bytes.
-func (f *FSM) Size() int64 {
-	st, err := os.Stat(f.path)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
 }
 
 var _ io.Closer = (*FSM)(nil)

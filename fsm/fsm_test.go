@@ -377,17 +377,8 @@ func TestSnapshot_RaftSinkRoundTrip(t *testing.T) {
 	a := populated(t)
 	want, _ := a.f.StateHash()
 	store := raft.NewInmemSnapshotStore()
-	snap, err := a.f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink, _ := store.Create(raft.SnapshotVersionMax, a.index, 1, raft.Configuration{}, 0, nil)
-	if err := snap.Persist(sink); err != nil {
-		t.Fatal(err)
-	}
-	snap.Release()
-	metas, _ := store.List()
-	_, rc, err := store.Open(metas[0].ID)
+	id := snapshotInto(t, a.f, store, a.index)
+	_, rc, err := store.Open(id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,17 +438,7 @@ func TestGate_BatchCRCOnlyAfterFinalization(t *testing.T) {
 	a := newApplier(t) // active 0.1.0: the gate is closed
 	a.apply(CreateTopicType, CreateTopicCommand{Name: "t", Partitions: 1})
 	a.apply(ProduceType, ProduceCommand{Topic: "t", Batches: []PartitionBatch{batch(0, "old")}})
-	for _, step := range []struct {
-		t   MessageType
-		cmd any
-	}{
-		{ShutdownType, ShutdownCommand{lc("s")}},
-		{UpgradeMarkType, UpgradeMarkCommand{Lifecycle: lc("u"), To: "0.2.0"}},
-		{ResumeType, ResumeCommand{Lifecycle: lc("r")}},
-		{NodeResumedType, NodeResumedCommand{lc("n"), "n1"}},
-	} {
-		a.apply(step.t, step.cmd)
-	}
+	resumeTo(a, "0.2.0")
 	// Resuming, not finalized: still format 1.
 	a.apply(ProduceType, ProduceCommand{Topic: "t", Batches: []PartitionBatch{batch(0, "during")}})
 	a.apply(ResumeCompleteType, ResumeCompleteCommand{lc("c")})

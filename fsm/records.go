@@ -76,10 +76,11 @@ func applyProduce(tx *bolt.Tx, segs *segmentStore, index uint64, body []byte) in
 	}
 	crc := version.Enabled(GateBatchCRC, readCluster(tx).ActiveVersion)
 	res := ProduceResult{Bases: make([]uint64, len(cmd.Batches))}
+	dir := tm.segmentDir()
 	for i, b := range cmd.Batches {
 		pb := partitionBucket(tx, cmd.Topic, b.Partition)
 		_, end := extent(pb)
-		seg, pos, err := segs.append(tm.segmentDir(), b.Partition, end, b.Data)
+		seg, pos, err := segs.append(dir, b.Partition, end, b.Data)
 		must(err)
 		e := indexEntry{sum: crc, ts: cmd.At, count: uint32(b.Count), segment: seg, pos: pos, length: uint32(len(b.Data))}
 		if crc {

@@ -170,18 +170,17 @@ func TestSegments_CorruptSegmentIsDetected(t *testing.T) {
 // finalize runs the lifecycle to active version 0.2.0 (the batch-crc32c gate
 // opens).
 func finalize(a *applier) {
-	for _, step := range []struct {
-		t   MessageType
-		cmd any
-	}{
-		{ShutdownType, ShutdownCommand{lc("s")}},
-		{UpgradeMarkType, UpgradeMarkCommand{Lifecycle: lc("u"), To: "0.2.0"}},
-		{ResumeType, ResumeCommand{Lifecycle: lc("r")}},
-		{NodeResumedType, NodeResumedCommand{lc("n"), "n1"}},
-		{ResumeCompleteType, ResumeCompleteCommand{lc("c")}},
-	} {
-		a.apply(step.t, step.cmd)
-	}
+	resumeTo(a, "0.2.0")
+	a.apply(ResumeCompleteType, ResumeCompleteCommand{lc("c")})
+}
+
+// resumeTo runs the lifecycle up to a resume to version to that every node
+// (n1) has joined but that is not finalized yet.
+func resumeTo(a *applier, to string) {
+	a.apply(ShutdownType, ShutdownCommand{lc("s")})
+	a.apply(UpgradeMarkType, UpgradeMarkCommand{Lifecycle: lc("u"), To: to})
+	a.apply(ResumeType, ResumeCommand{Lifecycle: lc("r")})
+	a.apply(NodeResumedType, NodeResumedCommand{lc("n"), "n1"})
 }
 
 func TestSegments_DeleteTopicRemovesItsFiles(t *testing.T) {

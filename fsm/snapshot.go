@@ -189,26 +189,40 @@ func referencedSegments(tx *bolt.Tx) ([]sizedSegment, error) {
 func writeSegments(w io.Writer, segs *segmentStore, refs []sizedSegment) error {
 	for _, r := range refs {
 		rel := r.relPath()
-		var hdr []byte
-		hdr = binary.BigEndian.AppendUint16(hdr, uint16(len(rel)))
-		hdr = append(hdr, rel...)
-		hdr = binary.BigEndian.AppendUint64(hdr, uint64(r.size))
-		if _, err := w.Write(hdr); err != nil {
-			return fmt.Errorf("snapshot segment %s: %w", rel, err)
-		}
 		fh, err := os.Open(segs.segmentPath(r.dir, r.partition, r.id))
-		if err != nil {
-			return fmt.Errorf("snapshot segment %s: %w", rel, err)
-		}
-		n, err := io.Copy(w, io.NewSectionReader(fh, 0, r.size))
-		fh.Close()
-		if err == nil && n != r.size {
-			err = fmt.Errorf("%d of %d bytes", n, r.size)
+		if err == nil {
+			err = writeSegmentFrame(w, rel, fh, r.size)
+			fh.Close()
 		}
 		if err != nil {
 			return fmt.Errorf("snapshot segment %s: %w", rel, err)
 		}
 	}
+	return endSegments(w)
+}
+
+// writeSegmentFrame writes one segment of a format 2 stream: its path, its
+// length and the first size bytes of fh.
+func writeSegmentFrame(w io.Writer, rel string, fh *os.File, size int64) error {
+	var hdr []byte
+	hdr = binary.BigEndian.AppendUint16(hdr, uint16(len(rel)))
+	hdr = append(hdr, rel...)
+	hdr = binary.BigEndian.AppendUint64(hdr, uint64(size))
+	if _, err := w.Write(hdr); err != nil {
+		return err
+	}
+	n, err := io.Copy(w, io.NewSectionReader(fh, 0, size))
+	if err == nil && n != size {
+		err = fmt.Errorf("%w: %d of %d bytes", ErrBadSnapshot, n, size)
+	}
+	return err
+}
+
+// segmentFrameBytes is the length writeSegmentFrame writes.
+func segmentFrameBytes(rel string, size int64) int64 { return 2 + int64(len(rel)) + 8 + size }
+
+// endSegments ends a format 2 stream's segment list.
+func endSegments(w io.Writer) error {
 	_, err := w.Write([]byte{0, 0})
 	return err
 }

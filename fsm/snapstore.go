@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -70,7 +71,7 @@ type linkedSegment struct {
 func (m *snapshotMeta) streamBytes() int64 {
 	n := m.StateBytes
 	for _, s := range m.Segments {
-		n += 2 + int64(len(s.Path)) + 8 + s.Size
+		n += segmentFrameBytes(s.Path, s.Size)
 	}
 	return n + 2 + 4 // end of the segment list, checksum
 }
@@ -285,7 +286,7 @@ func (k *snapshotSink) finish() error {
 	}
 	b, err := json.Marshal(&k.meta)
 	if err == nil {
-		err = writeSynced(filepath.Join(k.dir, snapMetaFile), b)
+		err = writeFileSynced(filepath.Join(k.dir, snapMetaFile), bytes.NewReader(b))
 	}
 	if err == nil {
 		err = syncDir(k.dir)
@@ -395,32 +396,17 @@ func (r *linkedReader) compose(w io.Writer) error {
 		return fmt.Errorf("%w: snapshot %s: state.bin fails its CRC-32C", ErrBadSnapshot, r.meta.ID)
 	}
 	for i, s := range r.meta.Segments {
-		if err := r.writeSegment(mw, s, r.segs[i]); err != nil {
+		if err := writeSegmentFrame(mw, s.Path, r.segs[i], s.Size); err != nil {
 			return fmt.Errorf("snapshot %s: segment %s: %w", r.meta.ID, s.Path, err)
 		}
 	}
-	if _, err := mw.Write([]byte{0, 0}); err != nil {
+	if err := endSegments(mw); err != nil {
 		return err
 	}
 	if err := binary.Write(bw, binary.BigEndian, sum.Sum32()); err != nil {
 		return err
 	}
 	return bw.Flush()
-}
-
-func (r *linkedReader) writeSegment(w io.Writer, s linkedSegment, fh *os.File) error {
-	var hdr []byte
-	hdr = binary.BigEndian.AppendUint16(hdr, uint16(len(s.Path)))
-	hdr = append(hdr, s.Path...)
-	hdr = binary.BigEndian.AppendUint64(hdr, uint64(s.Size))
-	if _, err := w.Write(hdr); err != nil {
-		return err
-	}
-	n, err := io.Copy(w, io.NewSectionReader(fh, 0, s.Size))
-	if err == nil && n != s.Size {
-		err = fmt.Errorf("%w: %d of %d bytes", ErrBadSnapshot, n, s.Size)
-	}
-	return err
 }
 
 // restoreLinked is Restore's way for a linked snapshot on this machine: the
@@ -471,22 +457,6 @@ func (r *linkedReader) restoreLinked(path, segDir string) error {
 		}
 	}
 	return syncTree(segDir)
-}
-
-// writeSynced writes a small file and fsyncs it.
-func writeSynced(path string, b []byte) error {
-	fh, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = fh.Write(b)
-	if err == nil {
-		err = fh.Sync()
-	}
-	if cerr := fh.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func syncDir(dir string) error {

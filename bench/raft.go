@@ -53,6 +53,10 @@ type RaftCeilingConfig struct {
 	// Producers is how many goroutines apply concurrently, each with one
 	// Apply in flight.
 	Producers int
+	// RatePerSec caps the records applied per second over all producers,
+	// as ProduceConfig's does (latency then counts from when an entry was
+	// due); 0: as fast as Raft commits.
+	RatePerSec int
 	// Dir holds the nodes' data directories; empty: a temporary directory,
 	// removed afterwards.
 	Dir string
@@ -108,6 +112,11 @@ func (c *RaftCeilingConfig) setDefaults() {
 // Weir could sustain on this machine if its own layers cost nothing.
 func RaftCeiling(ctx context.Context, cfg RaftCeilingConfig) (RaftCeilingResult, error) {
 	cfg.setDefaults()
+	pc := ProduceConfig{RecordSize: cfg.RecordSize, Producers: cfg.Producers, Batch: cfg.Batch, Records: cfg.Entries,
+		Duration: cfg.Duration, RatePerSec: cfg.RatePerSec, Partitions: cfg.Partitions}
+	if err := pc.validate(); err != nil {
+		return RaftCeilingResult{}, err
+	}
 	rc, err := startRaftCluster(ctx, cfg.Dir, cfg.Logger, nil)
 	if err != nil {
 		return RaftCeilingResult{}, err
@@ -200,6 +209,7 @@ func startRaftNode(dir, id string, logger hclog.Logger, newFSM stateMachine) (*r
 		_ = trans.Close()
 		return rn, err
 	}
+	rs.ReleaseMapped()
 	return rn, nil
 }
 
@@ -293,13 +303,24 @@ func (c *raftCluster) run(ctx context.Context, cfg RaftCeilingConfig) (RaftCeili
 				if !deadline.IsZero() && !time.Now().Before(deadline) {
 					return
 				}
-				if cfg.Entries > 0 && claimed.Add(1) > int64(cfg.Entries) {
+				n := claimed.Add(1)
+				if cfg.Entries > 0 && n > int64(cfg.Entries) {
 					return
+				}
+				t0 := time.Now()
+				if cfg.RatePerSec > 0 {
+					due := start.Add(time.Duration(float64((n-1)*int64(cfg.Batch)) / float64(cfg.RatePerSec) * float64(time.Second)))
+					if !deadline.IsZero() && !due.Before(deadline) {
+						return
+					}
+					if wait := time.Until(due); wait > 0 {
+						pause(ctx, wait)
+					}
+					t0 = due
 				}
 				leaderMu.Lock()
 				r := leader
 				leaderMu.Unlock()
-				t0 := time.Now()
 				seq++
 				data := renumber(entry, seqPos[i], seq)
 				f := r.Apply(data, ceilingApplyTimeout)

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/weir-streaming/weir/fsm"
+	"github.com/weir-streaming/weir/node"
 	"github.com/weir-streaming/weir/version"
 )
 
@@ -366,6 +368,36 @@ type ratioPair struct {
 
 func (p ratioPair) Close() error { return errors.Join(p.rc.Close(), p.lc.Close()) }
 
+// BenchmarkRaftHalfRate is BenchmarkWeirHalfRate on the raw-Raft ceiling:
+// its maximum with 100-record entries for halfRateProbe, then b.N entries
+// at half of it, latency from when each was due. Raft's own tail at half
+// rate on this machine, the floor under Weir's.
+func BenchmarkRaftHalfRate(b *testing.B) {
+	rc := useFixture(b, "raft-ceiling", func() (*raftCluster, error) {
+		return startRaftCluster(context.Background(), "", benchLogger("raft"), nil)
+	})
+	ctx := context.Background()
+	cfg := RaftCeilingConfig{Batch: halfRateBatch, RecordSize: benchRecordSize, Partitions: benchPartitions, Producers: benchProducers}
+	probe := cfg
+	probe.Duration = halfRateProbe
+	peak, err := rc.run(ctx, probe)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.Entries, cfg.RatePerSec = b.N, int(peak.RecordsPerSec/2)
+	b.ResetTimer()
+	res, err := rc.run(ctx, cfg)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(peak.RecordsPerSec, "max_records/s")
+	b.ReportMetric(res.RecordsPerSec, "records/s")
+	b.ReportMetric(float64(res.ApplyP50.Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(res.ApplyP99.Microseconds())/1000, "p99_ms")
+	b.ReportMetric(float64(res.ApplyP999.Microseconds())/1000, "p999_ms")
+}
+
 // BenchmarkCeilingRatio runs the ceiling and Weir (addrs=all) in
 // alternating chunks of pairChunkEntries entries, b.N entries each, so both
 // see the same moments of a shared machine: the ratio with the least noise.
@@ -452,5 +484,41 @@ func (m diskMeter) report(b *testing.B, payloadBytes int64) {
 	n, ok := diskWritten()
 	if m.ok && ok && payloadBytes > 0 {
 		b.ReportMetric(float64(n-m.start)/float64(payloadBytes), "disk_B/payload_B")
+	}
+}
+
+// BenchmarkRaftLogStore appends 100 KiB entries (a 100-record request) to a
+// node's Raft log store (node.OpenRaftStorage: raft-boltdb, fsync), k
+// entries per append as Raft batches them. disk_B/payload_B shows what the
+// log writes per byte of entry on one node: bbolt rewrites the last leaf,
+// which holds two to four such entries, on every append, so the fewer
+// entries an append carries the more of the earlier ones it writes again.
+func BenchmarkRaftLogStore(b *testing.B) {
+	for _, k := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("entries_per_append=%d", k), func(b *testing.B) {
+			rs, err := node.OpenRaftStorage(b.TempDir(), hclog.NewNullLogger())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rs.Store.Close()
+			data := bytes.Repeat([]byte{7}, halfRateBatch*benchRecordSize)
+			logs := make([]*raft.Log, k)
+			index := uint64(0)
+			b.ResetTimer()
+			disk := startDiskMeter()
+			for range b.N {
+				for i := range logs {
+					index++
+					logs[i] = &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data}
+				}
+				if err := rs.Logs.StoreLogs(logs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			payload := int64(b.N) * int64(k) * int64(len(data))
+			disk.report(b, payload)
+			b.ReportMetric(float64(payload)/mb/b.Elapsed().Seconds(), "MiB/s")
+		})
 	}
 }

@@ -110,6 +110,7 @@ type BenchRaftCmd struct {
 	Batch      int           `help:"Records per entry (as one produce request)." default:"100"`
 	Partitions int           `help:"Partitions an entry's records are spread over." default:"3"`
 	Producers  int           `help:"Concurrent appliers, one Apply in flight each." default:"4"`
+	Rate       int           `help:"Cap on records per second over all appliers, as bench produce's --rate (0: as fast as Raft commits)." default:"0"`
 }
 
 // Run measures the raw-Raft ceiling.
@@ -118,7 +119,7 @@ func (c *BenchRaftCmd) Run(g *Globals, s *Streams, p *Printer) error {
 	defer cancel()
 	res, err := bench.RaftCeiling(ctx, bench.RaftCeilingConfig{
 		Duration: c.Duration, RecordSize: c.RecordSize, Batch: c.Batch, Partitions: c.Partitions, Producers: c.Producers,
-		Progress: progress(g, s),
+		RatePerSec: c.Rate, Progress: progress(g, s),
 	})
 	if err != nil {
 		return err

@@ -182,6 +182,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
+	rs.ReleaseMapped()
 	return nil
 }
 

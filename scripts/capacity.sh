@@ -289,7 +289,9 @@ collect_snapshots() {
 		log="$(node_field "$id" log)"
 		start=""
 		while IFS= read -r line; do
-			ts="${line%% *}"
+			# the timestamp, not the first field: GODEBUG=gctrace writes to the
+			# same file and can run into a log line
+			ts="$(grep -a -o -E '[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z' <<<"$line" | tail -n 1)"
 			idx="$(sed -n 's/.*index=\([0-9]*\).*/\1/p' <<<"$line")"
 			case "$line" in
 			*"starting snapshot up to"*) start="$(log_ms "$ts") $idx" ;;

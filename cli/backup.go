@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -97,29 +98,38 @@ type backupReport struct {
 	From         string `json:"from,omitempty"`
 }
 
-// verifyBackup checks a backup file end to end before anything is changed.
+// verifyBackup checks a backup (a file, or a node's pre-upgrade backup
+// directory) end to end before anything is changed, and returns its header
+// and the length of its stream.
 func verifyBackup(path string) (fsm.SnapshotHeader, int64, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return fsm.SnapshotHeader{}, 0, failf("check the path given to --from", "cannot read the backup: %v", err)
 	}
-	if !fi.Mode().IsRegular() {
-		return fsm.SnapshotHeader{}, 0, failf("give --from a file written by \"weir cluster backup\"", "%s is not a regular file", path)
+	if !fi.Mode().IsRegular() && !fi.IsDir() {
+		return fsm.SnapshotHeader{}, 0, failf(`give --from a file written by "weir cluster backup", or a node's data/backups/pre-upgrade directory`, "%s is neither a file nor a directory", path)
 	}
 	h, err := fsm.ReadSnapshotFile(path)
+	var size int64
+	if err == nil {
+		var rc io.ReadCloser
+		if rc, size, err = fsm.OpenBackup(path); err == nil {
+			rc.Close()
+		}
+	}
 	switch {
 	case errors.Is(err, fsm.ErrBadSnapshot):
-		return h, 0, failf(`use an intact backup: a file "weir cluster backup" wrote, or a node's data/backups/pre-upgrade.snap; nothing was changed`,
+		return h, 0, failf(`use an intact backup: a file "weir cluster backup" wrote, or a node's data/backups/pre-upgrade directory; nothing was changed`,
 			"%s is not a usable backup (%v): truncated, corrupted or of an unknown format", path, err)
 	case err != nil:
 		return h, 0, failf("check the path given to --from; nothing was changed", "cannot read the backup: %v", err)
 	}
-	return h, fi.Size(), nil
+	return h, size, nil
 }
 
 // ClusterRestoreCmd is `weir cluster restore`.
 type ClusterRestoreCmd struct {
-	From  string `required:"" type:"path" placeholder:"FILE" help:"Backup file written by \"weir cluster backup\" (or a node's data/backups/pre-upgrade.snap)."`
+	From  string `required:"" type:"path" placeholder:"PATH" help:"Backup file written by \"weir cluster backup\" (or a node's data/backups/pre-upgrade directory)."`
 	Nodes *int   `placeholder:"N" help:"Number of nodes of a new local cluster (default ${default_nodes}); a recorded cluster keeps its own."`
 	Force bool   `help:"Replace the data of a local cluster whose id differs from the backup's (or is not recorded)."`
 }

@@ -489,6 +489,13 @@ func TestRestore_RefusesBadFilesAndChangesNothing(t *testing.T) {
 			t.Errorf("%s: exit %d, %q", name, status, stderr)
 		}
 	}
+	emptyDir := filepath.Join(dir, "empty-dir") // a directory, but no pre-upgrade backup in it
+	if err := os.Mkdir(emptyDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, stderr := run(t, "", "--home", newHome, "cluster", "restore", "--from", emptyDir); status != ExitFailed || !strings.Contains(stderr, "is not a usable backup") {
+		t.Errorf("empty directory: exit %d, %q", status, stderr)
+	}
 	status, _, stderr := run(t, "", "--home", newHome, "cluster", "restore", "--from", filepath.Join(dir, "missing"))
 	if status != ExitFailed || !strings.Contains(stderr, "cannot read the backup") {
 		t.Errorf("missing file: exit %d, %q", status, stderr)

@@ -259,15 +259,15 @@ func readHeader(r io.Reader) (SnapshotHeader, error) {
 	return h, nil
 }
 
-// ReadSnapshotFile checks a snapshot or backup file end to end (format and
-// checksum) and returns its header.
+// ReadSnapshotFile checks a backup (a file, or a directory Export wrote)
+// end to end (format and checksum) and returns its header.
 func ReadSnapshotFile(path string) (SnapshotHeader, error) {
-	fh, err := os.Open(path)
+	rc, _, err := OpenBackup(path)
 	if err != nil {
 		return SnapshotHeader{}, err
 	}
-	defer fh.Close()
-	return copySnapshot(fh, io.Discard, nil)
+	defer rc.Close()
+	return copySnapshot(rc, io.Discard, nil)
 }
 
 // copySnapshot verifies a snapshot stream, copies its body to w and hands

@@ -204,6 +204,96 @@ func (s *SnapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 	return &meta, lr, nil
 }
 
+// Export makes snapshot id the newest snapshot of the store in dir (created
+// if missing) without copying its data: a finished snapshot's files never
+// change, so each is hard-linked (copied only where a link is impossible),
+// and it costs directory entries where a copy of 5 GB took a minute. The
+// export is written as a snapshot is, under a temporary name renamed into
+// place once synced, then dir keeps only it. The node's pre-upgrade backup
+// is such a directory; OpenBackup reads it.
+func (s *SnapshotStore) Export(id, dir string) (*raft.SnapshotMeta, error) {
+	m, err := s.readMeta(id)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot store: export %s: %w", id, err)
+	}
+	dst, err := NewSnapshotStore(dir, 1, s.logger)
+	if err != nil {
+		return nil, err
+	}
+	final := filepath.Join(dir, id)
+	if _, err := os.Stat(final); errors.Is(err, os.ErrNotExist) {
+		src, tmp := filepath.Join(s.dir, id), final+snapTmpSuffix
+		if err := os.RemoveAll(tmp); err != nil {
+			return nil, err
+		}
+		err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, err := filepath.Rel(src, path)
+			if err != nil {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			return linkOrCopyPath(path, filepath.Join(tmp, rel), info.Size())
+		})
+		if err == nil {
+			err = syncTree(tmp)
+		}
+		if err == nil {
+			err = os.Rename(tmp, final)
+		}
+		if err == nil {
+			err = syncDir(dir)
+		}
+		if err != nil {
+			os.RemoveAll(tmp)
+			return nil, fmt.Errorf("snapshot store: export %s to %s: %w", id, dir, err)
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	if err := dst.reap(); err != nil {
+		return nil, err
+	}
+	meta := m.SnapshotMeta
+	if m.Linked {
+		meta.Size = m.streamBytes()
+	}
+	return &meta, nil
+}
+
+// OpenBackup opens a backup for reading as one snapshot stream: a file
+// (what `cluster backup` writes) as it is, or a directory Export wrote (a
+// node's pre-upgrade backup) by composing its newest snapshot. size is the
+// stream's length.
+func OpenBackup(path string) (rc io.ReadCloser, size int64, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !fi.IsDir() {
+		fh, err := os.Open(path)
+		return fh, fi.Size(), err
+	}
+	store := &SnapshotStore{dir: path, retain: 1, logger: hclog.NewNullLogger()}
+	metas, err := store.List()
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(metas) == 0 {
+		return nil, 0, fmt.Errorf("%w: %s holds no finished snapshot", ErrBadSnapshot, path)
+	}
+	meta, rc, err := store.Open(metas[0].ID)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	return rc, meta.Size, nil
+}
+
 // reap removes all but the newest retain snapshots, and what a crash left
 // half written.
 func (s *SnapshotStore) reap() error {

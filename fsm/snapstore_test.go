@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -208,5 +209,74 @@ func TestSnapshotStore_OpenSnapshotOutlivesItsReaping(t *testing.T) {
 	got, err := io.ReadAll(rc)
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("stream of the reaped snapshot: %d bytes (want %d), %v", len(got), len(want), err)
+	}
+}
+
+// Export links a snapshot into another directory, which outlives the
+// snapshot's reaping and reads back (OpenBackup) as the same stream; a
+// second export replaces the first.
+func TestSnapshotStore_ExportLinksABackup(t *testing.T) {
+	a := populated(t)
+	store, err := NewSnapshotStore(t.TempDir(), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := snapshotInto(t, a.f, store, a.index)
+	want := streamOf(t, store, id)
+	backup := filepath.Join(t.TempDir(), "pre-upgrade")
+	meta, err := store.Export(id, backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.Size != int64(len(want)) {
+		t.Fatalf("exported meta size %d, stream %d bytes", meta.Size, len(want))
+	}
+	m, _ := store.readMeta(id)
+	for _, s := range m.Segments {
+		orig, err1 := os.Stat(filepath.Join(store.dir, id, snapSegmentDir, s.Path))
+		exported, err2 := os.Stat(filepath.Join(backup, id, snapSegmentDir, s.Path))
+		if err1 != nil || err2 != nil || !os.SameFile(orig, exported) {
+			t.Fatalf("segment %s is not a link to the snapshot's: %v %v", s.Path, err1, err2)
+		}
+	}
+	// A newer snapshot reaps the exported one; the export stays whole.
+	a.apply(ProduceType, ProduceCommand{Topic: "orders", Batches: []PartitionBatch{batch(1, "later")}})
+	id2 := snapshotInto(t, a.f, store, a.index)
+	if _, err := os.Stat(filepath.Join(store.dir, id)); !os.IsNotExist(err) {
+		t.Fatalf("premise: snapshot %s should be reaped: %v", id, err)
+	}
+	read := func() []byte {
+		t.Helper()
+		rc, size, err := OpenBackup(backup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil || int64(len(b)) != size {
+			t.Fatalf("read %d of %d bytes: %v", len(b), size, err)
+		}
+		return b
+	}
+	if got := read(); sha256.Sum256(got) != sha256.Sum256(want) {
+		t.Fatal("the exported backup's stream differs from the snapshot's")
+	}
+	if h, err := ReadSnapshotFile(backup); err != nil || h.AppliedIndex == 0 {
+		t.Fatalf("ReadSnapshotFile of the export: %+v, %v", h, err)
+	}
+	// A second export holds only the newer snapshot.
+	if _, err := store.Export(id2, backup); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(backup)
+	if len(entries) != 1 || entries[0].Name() != id2 {
+		t.Fatalf("after a second export the backup holds %v, want only %s", entries, id2)
+	}
+	if got := read(); sha256.Sum256(got) != sha256.Sum256(streamOf(t, store, id2)) {
+		t.Fatal("the second export reads back differently")
+	}
+	// An empty directory is not a backup.
+	if _, _, err := OpenBackup(t.TempDir()); !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("empty directory: %v, want ErrBadSnapshot", err)
 	}
 }

@@ -317,9 +317,7 @@ func TestRestore_Refusals(t *testing.T) {
 	(&testCluster{t: t}).waitReady([]*Node{n})
 	dir := n.cfg.DataDir
 	good := filepath.Join(t.TempDir(), "good.snap")
-	if err := n.writeBackup(good); err != nil {
-		t.Fatal(err)
-	}
+	writeBackupFile(t, n, good)
 	n.Close()
 	data, _ := os.ReadFile(good)
 	bad := filepath.Join(t.TempDir(), "truncated.snap")
@@ -344,9 +342,7 @@ func TestRestore_OldBinaryRefusesNewerBackup(t *testing.T) {
 	n := newTestNode(t, "n1", func(cfg *Config) { cfg.BinaryVersion = "0.2.0" })
 	(&testCluster{t: t}).waitReady([]*Node{n})
 	backup := filepath.Join(t.TempDir(), "b.snap")
-	if err := n.writeBackup(backup); err != nil {
-		t.Fatal(err)
-	}
+	writeBackupFile(t, n, backup)
 	cfg := testConfig(t, "r1")
 	cfg.BinaryVersion, cfg.RestoreFrom = "0.1.0", backup
 	if nn, err := New(cfg); err == nil || !strings.Contains(err.Error(), "refusing to start") {
@@ -421,5 +417,68 @@ func TestDurability_CleanCloseRemovesMarker(t *testing.T) {
 	n.Close()
 	if _, err := os.Stat(filepath.Join(dir, stateOpenMarker)); !os.IsNotExist(err) {
 		t.Fatalf("marker after a clean close: %v", err)
+	}
+}
+
+// writeBackupFile writes n's state to path as `cluster backup` does.
+func writeBackupFile(t *testing.T, n *Node, path string) {
+	t.Helper()
+	fh, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	if err := n.fsm.WriteSnapshot(fh); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The pre-upgrade backup is the newest Raft snapshot by links: no record is
+// copied, it reads back as a whole backup, and a new cluster restores from
+// it.
+func TestShutdown_PreUpgradeBackupLinksAndRestores(t *testing.T) {
+	c := &testCluster{t: t}
+	c.start(3, nil)
+	l := c.leader(c.nodes)
+	createTopic(t, l, "t", 2)
+	produce(t, l, "t", "a", "b", "c", "d", "e")
+	waitEqualState(t, c.nodes)
+	want := consumeAll(t, c.nodes[1], "t", 2)
+	origID := l.clusterID()
+	mustLifecycle(t, c.nodes[1], api.PathShutdown, api.LifecycleRequest{RequestID: "s1", By: "test"})
+	n := c.nodes[2]
+	backup := filepath.Join(n.cfg.DataDir, backupDir, PreUpgradeBackup)
+	h, err := fsm.ReadSnapshotFile(backup)
+	if err != nil {
+		t.Fatalf("pre-upgrade backup of %s: %v", n.ID(), err)
+	}
+	if h.ClusterID != origID || h.AppliedIndex == 0 {
+		t.Fatalf("pre-upgrade backup header %+v, want cluster %s", h, origID)
+	}
+	// Every segment file in it is a link (the node's store or its Raft
+	// snapshot holds the same inode), not a copy.
+	segs := 0
+	filepath.WalkDir(backup, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".seg") {
+			return err
+		}
+		segs++
+		var st syscall.Stat_t
+		if err := syscall.Stat(path, &st); err != nil || st.Nlink < 2 {
+			t.Errorf("%s: %d links (%v), want a link to the node's segment", path, st.Nlink, err)
+		}
+		return nil
+	})
+	if segs == 0 {
+		t.Fatalf("no segment file in %s", backup)
+	}
+	// A new one-node cluster from it, in the phase the backup was taken in.
+	seed := newTestNode(t, "r1", func(cfg *Config) { cfg.RestoreFrom = backup })
+	waitPhase(t, seed, fsm.PhaseShutdown)
+	mustLifecycle(t, seed, api.PathResume, api.LifecycleRequest{RequestID: "r1"})
+	waitPhase(t, seed, fsm.PhaseRunning)
+	(&testCluster{t: t}).waitReady([]*Node{seed})
+	if got := consumeAll(t, seed, "t", 2); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("restored from the pre-upgrade backup: %v, want %v", got, want)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/hashicorp/raft"
 	"github.com/weir-streaming/weir/fsm"
@@ -45,13 +44,13 @@ func (n *Node) seedFromBackup(logs raft.LogStore, stable raft.StableStore) error
 	if err != nil {
 		return err
 	}
-	fh, err := os.Open(path)
+	rc, _, err := fsm.OpenBackup(path)
 	if err != nil {
 		sink.Cancel()
 		return err
 	}
-	defer fh.Close()
-	if _, err := io.Copy(sink, fh); err != nil {
+	defer rc.Close()
+	if _, err := io.Copy(sink, rc); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("%w: copying %s: %v", ErrRestore, path, err)
 	}

@@ -631,4 +631,36 @@ for id in $(node_ids); do
 	grep -a -E 'state store is behind|restoring|starting restore|initial configuration|node started' "$(node_field "$id" log)" | tail -4 | sed "s/^/  $id: /"
 done
 
-say "4. done"
+say "4. the upgrade path at $RECORDS records: cluster shutdown (each node drains and writes its pre-upgrade backup) and cluster resume on the same binary"
+phase lifecycle
+T_LIFECYCLE_START="$(now_ms)"
+t0="$(now_ms)"
+if "$WEIR" cluster shutdown >"$RESULTS/shutdown.txt" 2>&1; then rc=0; else rc=$?; fi
+t1="$(now_ms)"
+echo "cluster shutdown exited $rc after $((t1 - t0)) ms:"
+sed 's/^/  /' "$RESULTS/shutdown.txt"
+for id in $(node_ids); do
+	f="$(node_field "$id" data_dir)/backups/pre-upgrade"
+	if [[ -d "$f" ]]; then
+		echo "$id: pre-upgrade backup $(du -m --apparent-size -s "$f" | cut -f1) MiB in $(find "$f" -type f | wc -l) files, $(find "$f" -type f -links +1 | wc -l) of them links (no copy), written $(date -u -r "$f" +%H:%M:%S.%3N)"
+	else
+		echo "$id: no pre-upgrade backup"
+	fi
+done
+t0="$(now_ms)"
+if "$WEIR" cluster resume >"$RESULTS/resume.txt" 2>&1; then rc=0; else rc=$?; fi
+t1="$(now_ms)"
+echo "cluster resume exited $rc after $((t1 - t0)) ms:"
+sed 's/^/  /' "$RESULTS/resume.txt"
+remember_pids
+for id in $(node_ids); do
+	if read_last "$(node_field "$id" api_addr)" "" -L; then
+		echo "$id: last record of partition 0 (offset $((P0_HWM - 1))) read after the resume"
+	else
+		echo "$id: last record of partition 0 NOT readable after the resume"
+	fi
+done
+sample_once
+print_samples "$T_LIFECYCLE_START"
+
+say "5. done"

@@ -663,4 +663,29 @@ done
 sample_once
 print_samples "$T_LIFECYCLE_START"
 
-say "5. done"
+say "5. restore at $RECORDS records from node1's pre-upgrade backup: weir cluster stop, weir cluster restore --from it (node1 seeded, the others join and receive the state), weir cluster resume"
+phase restore
+T_RESTORE_START="$(now_ms)"
+BACKUP="$(node_field node1 data_dir)/backups/pre-upgrade"
+"$WEIR" cluster stop >/dev/null 2>&1 || true
+t0="$(now_ms)"
+if "$WEIR" cluster restore --from "$BACKUP" >"$RESULTS/restore.txt" 2>&1; then rc=0; else rc=$?; fi
+t1="$(now_ms)"
+echo "cluster restore exited $rc after $((t1 - t0)) ms:"
+sed 's/^/  /' "$RESULTS/restore.txt"
+remember_pids
+t0="$(now_ms)"
+if "$WEIR" cluster resume >"$RESULTS/resume-after-restore.txt" 2>&1; then rc=0; else rc=$?; fi
+t1="$(now_ms)"
+echo "cluster resume exited $rc after $((t1 - t0)) ms"
+for id in $(node_ids); do
+	if read_last "$(node_field "$id" api_addr)" "" -L; then
+		echo "$id: last record of partition 0 (offset $((P0_HWM - 1))) read after the restore"
+	else
+		echo "$id: last record of partition 0 NOT readable after the restore"
+	fi
+done
+sample_once
+print_samples "$T_RESTORE_START"
+
+say "6. done"

@@ -210,7 +210,7 @@ func (s *SnapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 // and it costs directory entries where a copy of 5 GB took a minute. The
 // export is written as a snapshot is, under a temporary name renamed into
 // place once synced, then dir keeps only it. The node's pre-upgrade backup
-// is such a directory; OpenBackup reads it.
+// is such a directory; OpenBackup reads it, Import takes it back.
 func (s *SnapshotStore) Export(id, dir string) (*raft.SnapshotMeta, error) {
 	m, err := s.readMeta(id)
 	if err != nil {
@@ -220,37 +220,8 @@ func (s *SnapshotStore) Export(id, dir string) (*raft.SnapshotMeta, error) {
 	if err != nil {
 		return nil, err
 	}
-	final := filepath.Join(dir, id)
-	if _, err := os.Stat(final); errors.Is(err, os.ErrNotExist) {
-		src, tmp := filepath.Join(s.dir, id), final+snapTmpSuffix
-		if err := os.RemoveAll(tmp); err != nil {
-			return nil, err
-		}
-		err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			rel, err := filepath.Rel(src, path)
-			if err != nil {
-				return err
-			}
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			return linkOrCopyPath(path, filepath.Join(tmp, rel), info.Size())
-		})
-		if err == nil {
-			err = syncTree(tmp)
-		}
-		if err == nil {
-			err = os.Rename(tmp, final)
-		}
-		if err == nil {
-			err = syncDir(dir)
-		}
-		if err != nil {
-			os.RemoveAll(tmp)
+	if _, err := os.Stat(filepath.Join(dir, id)); errors.Is(err, os.ErrNotExist) {
+		if err := dst.linkIn(filepath.Join(s.dir, id), id, nil); err != nil {
 			return nil, fmt.Errorf("snapshot store: export %s to %s: %w", id, dir, err)
 		}
 	} else if err != nil {
@@ -264,6 +235,76 @@ func (s *SnapshotStore) Export(id, dir string) (*raft.SnapshotMeta, error) {
 		meta.Size = m.streamBytes()
 	}
 	return &meta, nil
+}
+
+// Import makes the newest snapshot of a directory Export wrote a snapshot
+// of this store, by links, under new Raft metadata: a node seeded from a
+// pre-upgrade backup (a one-voter configuration at the backup's index)
+// takes it this way instead of copying the stream.
+func (s *SnapshotStore) Import(dir string, index, term uint64, conf raft.Configuration, confIndex uint64) (*raft.SnapshotMeta, error) {
+	src := &SnapshotStore{dir: dir, retain: 1, logger: s.logger}
+	all, err := src.all()
+	if err != nil {
+		return nil, err
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("%w: %s holds no finished snapshot", ErrBadSnapshot, dir)
+	}
+	m := *all[0]
+	id := fmt.Sprintf("%d-%d-%d", term, index, time.Now().UnixMilli())
+	m.SnapshotMeta = raft.SnapshotMeta{Version: m.Version, ID: id, Index: index, Term: term,
+		Configuration: conf, ConfigurationIndex: confIndex, Size: m.Size}
+	if err := s.linkIn(filepath.Join(dir, all[0].ID), id, &m); err != nil {
+		return nil, fmt.Errorf("snapshot store: import %s: %w", dir, err)
+	}
+	if err := s.reap(); err != nil {
+		s.logger.Error("failed to reap snapshots", "error", err)
+	}
+	return &m.SnapshotMeta, nil
+}
+
+// linkIn makes the finished snapshot directory src this store's snapshot
+// id: every file linked (meta.json too, unless meta replaces it), synced,
+// then renamed into place.
+func (s *SnapshotStore) linkIn(src, id string, meta *snapshotMeta) error {
+	final := filepath.Join(s.dir, id)
+	tmp := final + snapTmpSuffix
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil || (meta != nil && rel == snapMetaFile) {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		return linkOrCopyPath(path, filepath.Join(tmp, rel), info.Size())
+	})
+	if err == nil && meta != nil {
+		var b []byte
+		if b, err = json.Marshal(meta); err == nil {
+			err = writeFileSynced(filepath.Join(tmp, snapMetaFile), bytes.NewReader(b))
+		}
+	}
+	if err == nil {
+		err = syncTree(tmp)
+	}
+	if err == nil {
+		err = os.Rename(tmp, final)
+	}
+	if err == nil {
+		err = syncDir(s.dir)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+	}
+	return err
 }
 
 // OpenBackup opens a backup for reading as one snapshot stream: a file

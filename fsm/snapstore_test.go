@@ -275,8 +275,26 @@ func TestSnapshotStore_ExportLinksABackup(t *testing.T) {
 	if got := read(); sha256.Sum256(got) != sha256.Sum256(streamOf(t, store, id2)) {
 		t.Fatal("the second export reads back differently")
 	}
+	// Import takes it into another store under new Raft metadata, by links.
+	other, err := NewSnapshotStore(t.TempDir(), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imported, err := other.Import(backup, 99, 3, raft.Configuration{}, 99)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if imported.Index != 99 || imported.Term != 3 {
+		t.Fatalf("imported meta %+v, want index 99 term 3", imported)
+	}
+	if got := streamOf(t, other, imported.ID); sha256.Sum256(got) != sha256.Sum256(streamOf(t, store, id2)) {
+		t.Fatal("the imported snapshot's stream differs")
+	}
 	// An empty directory is not a backup.
 	if _, _, err := OpenBackup(t.TempDir()); !errors.Is(err, ErrBadSnapshot) {
 		t.Fatalf("empty directory: %v, want ErrBadSnapshot", err)
+	}
+	if _, err := other.Import(t.TempDir(), 1, 1, raft.Configuration{}, 1); !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("import of an empty directory: %v, want ErrBadSnapshot", err)
 	}
 }

@@ -481,4 +481,24 @@ func TestShutdown_PreUpgradeBackupLinksAndRestores(t *testing.T) {
 	if got := consumeAll(t, seed, "t", 2); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("restored from the pre-upgrade backup: %v, want %v", got, want)
 	}
+	// The seed took the backup's segment files by link, not by copy.
+	shared := 0
+	filepath.WalkDir(fsm.SegmentDir(filepath.Join(seed.cfg.DataDir, stateFile)), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		mine, _ := os.Stat(path)
+		filepath.WalkDir(backup, func(bp string, bd os.DirEntry, err error) error {
+			if err == nil && !bd.IsDir() && filepath.Base(bp) == filepath.Base(path) {
+				if theirs, err := os.Stat(bp); err == nil && os.SameFile(mine, theirs) {
+					shared++
+				}
+			}
+			return err
+		})
+		return nil
+	})
+	if shared == 0 {
+		t.Fatal("the seeded node's segment files are copies of the backup's, not links")
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/hashicorp/raft"
 	"github.com/weir-streaming/weir/fsm"
@@ -40,6 +41,14 @@ func (n *Node) seedFromBackup(logs raft.LogStore, stable raft.StableStore) error
 		index = 1
 	}
 	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.ID), Address: raft.ServerAddress(n.mux.Addr().String())}}}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		// A node's pre-upgrade backup: its files by link, as it was made.
+		if _, err := n.snaps.Import(path, index, 1, conf, index); err != nil {
+			return fmt.Errorf("%w from %s: %v", ErrRestore, path, err)
+		}
+		n.logger.Info("seeded from backup", "dir", path, "cluster_id", h.ClusterID, "index", index)
+		return nil
+	}
 	sink, err := n.snaps.Create(raft.SnapshotVersionMax, index, 1, conf, index, n.raftTrans)
 	if err != nil {
 		return err

@@ -19,6 +19,10 @@ const (
 	barrierTimeout = 30 * time.Second
 	// addVoterTimeout bounds one configuration change.
 	addVoterTimeout = 10 * time.Second
+	// promoteLag is how far (in applied entries) behind the leader a
+	// non-voter may be when it is made a voter: within one snapshot
+	// interval's entries, so what is left to it is log replication.
+	promoteLag = DefaultSnapshotThreshold
 )
 
 // maybeBootstrap forms a new cluster (Consul's bootstrap-expect): once
@@ -146,29 +150,48 @@ func (n *Node) establish() bool {
 	return true
 }
 
-// reconcile adds every live gossip member of this cluster that is not yet in
-// the Raft configuration as a voter. A member that gossip reports dead is
-// never removed: losing a voter is an operator's decision.
+// reconcile brings every live gossip member of this cluster into the Raft
+// configuration: first as a non-voter, then, once gossip shows it has
+// applied within promoteLag entries of this leader, as a voter (Consul's
+// autopilot does the same). A joining node first receives the whole state
+// by snapshot, and a follower installing one answers nothing for as long as
+// that takes: as a voter it counted against the leader's quorum all that
+// time, so restoring 5 M records into three nodes made the seed step down
+// again and again while the others installed (docs/performance.md, "The
+// upgrade path at 5 M records"). A member that gossip reports dead is never
+// removed: losing a voter is an operator's decision.
 func (n *Node) reconcile() {
 	fut := n.raft.GetConfiguration()
 	if err := fut.Error(); err != nil {
 		return
 	}
-	known := map[raft.ServerID]bool{}
+	known := map[raft.ServerID]raft.ServerSuffrage{}
 	for _, s := range fut.Configuration().Servers {
-		known[s.ID] = true
+		known[s.ID] = s.Suffrage
 	}
 	ours := n.clusterID()
 	for _, p := range n.peers() {
-		if p.State != "alive" || known[raft.ServerID(p.ID)] {
+		suffrage, inConfig := known[raft.ServerID(p.ID)]
+		if p.State != "alive" || (inConfig && suffrage == raft.Voter) {
 			continue
 		}
 		if p.ClusterID != "" && p.ClusterID != ours {
 			n.logger.Warn("not adding a node of another cluster", "peer", p.ID, "peer_cluster", p.ClusterID)
 			continue
 		}
-		n.logger.Info("adding voter", "peer", p.ID, "addr", p.ClusterAddr)
-		if err := n.raft.AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.ClusterAddr), 0, addVoterTimeout).Error(); err != nil {
+		id, addr := raft.ServerID(p.ID), raft.ServerAddress(p.ClusterAddr)
+		if !inConfig {
+			n.logger.Info("adding non-voter", "peer", p.ID, "addr", p.ClusterAddr)
+			if err := n.raft.AddNonvoter(id, addr, 0, addVoterTimeout).Error(); err != nil {
+				n.logger.Warn("add non-voter failed", "peer", p.ID, "error", err)
+			}
+			continue
+		}
+		if applied := n.raft.AppliedIndex(); p.AppliedIndex+promoteLag < applied {
+			continue // still catching up
+		}
+		n.logger.Info("promoting to voter", "peer", p.ID, "applied", p.AppliedIndex)
+		if err := n.raft.AddVoter(id, addr, 0, addVoterTimeout).Error(); err != nil {
 			n.logger.Warn("add voter failed", "peer", p.ID, "error", err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/weir-streaming/weir/api"
 	"github.com/weir-streaming/weir/fsm"
 )
@@ -310,6 +311,40 @@ func TestRestore_BackupIntoNewCluster(t *testing.T) {
 		}
 	}
 	produce(t, r.nodes[2], "t", "f")
+	// The joiners entered the configuration as non-voters and were promoted
+	// once caught up (reconcile): the seed's log holds both changes.
+	for _, id := range []string{"r2", "r3"} {
+		if got := suffrageChanges(t, seed, id); len(got) < 2 || got[0] != raft.Nonvoter || got[len(got)-1] != raft.Voter {
+			t.Fatalf("%s's suffrage in the seed's configuration entries: %v, want Nonvoter first and Voter last", id, got)
+		}
+	}
+}
+
+// suffrageChanges lists id's suffrage in every configuration entry of n's
+// Raft log that names it, oldest first.
+func suffrageChanges(t *testing.T, n *Node, id string) []raft.ServerSuffrage {
+	t.Helper()
+	first, err := n.logStore.FirstIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := n.logStore.LastIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []raft.ServerSuffrage
+	for i := first; i <= last && i > 0; i++ {
+		var l raft.Log
+		if err := n.logStore.GetLog(i, &l); err != nil || l.Type != raft.LogConfiguration {
+			continue
+		}
+		for _, s := range raft.DecodeConfiguration(l.Data).Servers {
+			if string(s.ID) == id {
+				out = append(out, s.Suffrage)
+			}
+		}
+	}
+	return out
 }
 
 func TestRestore_Refusals(t *testing.T) {

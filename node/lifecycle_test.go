@@ -517,20 +517,26 @@ func TestShutdown_PreUpgradeBackupLinksAndRestores(t *testing.T) {
 		t.Fatalf("restored from the pre-upgrade backup: %v, want %v", got, want)
 	}
 	// The seed took the backup's segment files by link, not by copy.
+	var theirs []os.FileInfo
+	filepath.WalkDir(backup, func(path string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(path, ".seg") {
+			if fi, err := os.Stat(path); err == nil {
+				theirs = append(theirs, fi)
+			}
+		}
+		return err
+	})
 	shared := 0
 	filepath.WalkDir(fsm.SegmentDir(filepath.Join(seed.cfg.DataDir, stateFile)), func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		mine, _ := os.Stat(path)
-		filepath.WalkDir(backup, func(bp string, bd os.DirEntry, err error) error {
-			if err == nil && !bd.IsDir() && filepath.Base(bp) == filepath.Base(path) {
-				if theirs, err := os.Stat(bp); err == nil && os.SameFile(mine, theirs) {
-					shared++
-				}
+		mine, err := os.Stat(path)
+		for _, fi := range theirs {
+			if err == nil && os.SameFile(mine, fi) {
+				shared++
 			}
-			return err
-		})
+		}
 		return nil
 	})
 	if shared == 0 {

@@ -88,25 +88,27 @@ func (m *mappedPages) regions() ([]region, error) {
 		if ino, err := strconv.ParseUint(string(f[4]), 10, 64); err != nil || ino != m.ino {
 			continue
 		}
-		dev := bytes.SplitN(f[3], []byte(":"), 2)
-		if len(dev) != 2 {
+		maj, mnr, ok := hexPair(f[3], ':')
+		if !ok || maj != uint64(m.major) || mnr != uint64(m.minor) {
 			continue
 		}
-		maj, err1 := strconv.ParseUint(string(dev[0]), 16, 32)
-		mnr, err2 := strconv.ParseUint(string(dev[1]), 16, 32)
-		if err1 != nil || err2 != nil || uint32(maj) != m.major || uint32(mnr) != m.minor {
-			continue
-		}
-		addr := bytes.SplitN(f[0], []byte("-"), 2)
-		if len(addr) != 2 {
-			continue
-		}
-		start, err1 := strconv.ParseUint(string(addr[0]), 16, 64)
-		end, err2 := strconv.ParseUint(string(addr[1]), 16, 64)
-		if err1 != nil || err2 != nil || end <= start {
+		start, end, ok := hexPair(f[0], '-')
+		if !ok || end <= start {
 			continue
 		}
 		out = append(out, region{start, end})
 	}
 	return out, sc.Err()
+}
+
+// hexPair parses "a<sep>b", both hexadecimal, as /proc/self/maps writes an
+// address range and a device.
+func hexPair(field []byte, sep byte) (a, b uint64, ok bool) {
+	i := bytes.IndexByte(field, sep)
+	if i < 0 {
+		return 0, 0, false
+	}
+	a, err1 := strconv.ParseUint(string(field[:i]), 16, 64)
+	b, err2 := strconv.ParseUint(string(field[i+1:]), 16, 64)
+	return a, b, err1 == nil && err2 == nil
 }

@@ -520,6 +520,18 @@ catch_up() {
 	echo "$n"
 }
 
+# read_last_everywhere WHEN: the last record of partition 0 through every node, once each.
+read_last_everywhere() {
+	local id
+	for id in $(node_ids); do
+		if read_last "$(node_field "$id" api_addr)" "" -L; then
+			echo "$id: last record of partition 0 (offset $((P0_HWM - 1))) read after the $1"
+		else
+			echo "$id: last record of partition 0 NOT readable after the $1"
+		fi
+	done
+}
+
 wait_leader() { # [EXCLUDE]: wait until a leader other than EXCLUDE is known; prints its id
 	local i l
 	for i in $(seq 1 300); do
@@ -653,13 +665,7 @@ t1="$(now_ms)"
 echo "cluster resume exited $rc after $((t1 - t0)) ms:"
 sed 's/^/  /' "$RESULTS/resume.txt"
 remember_pids
-for id in $(node_ids); do
-	if read_last "$(node_field "$id" api_addr)" "" -L; then
-		echo "$id: last record of partition 0 (offset $((P0_HWM - 1))) read after the resume"
-	else
-		echo "$id: last record of partition 0 NOT readable after the resume"
-	fi
-done
+read_last_everywhere "resume"
 sample_once
 print_samples "$T_LIFECYCLE_START"
 
@@ -678,13 +684,7 @@ t0="$(now_ms)"
 if "$WEIR" cluster resume >"$RESULTS/resume-after-restore.txt" 2>&1; then rc=0; else rc=$?; fi
 t1="$(now_ms)"
 echo "cluster resume exited $rc after $((t1 - t0)) ms"
-for id in $(node_ids); do
-	if read_last "$(node_field "$id" api_addr)" "" -L; then
-		echo "$id: last record of partition 0 (offset $((P0_HWM - 1))) read after the restore"
-	else
-		echo "$id: last record of partition 0 NOT readable after the restore"
-	fi
-done
+read_last_everywhere "restore"
 sample_once
 print_samples "$T_RESTORE_START"
 
